@@ -1,0 +1,191 @@
+//! The `nnunet` command line. This crate is the only one that reads argv and environment variables or
+//! writes to the terminal (architecture invariant 5).
+//!
+//! One binary, two faces:
+//! - `nnunet <subcommand>` with kebab-case flags (`nnunet plan-experiment --dataset 4 --planner …`);
+//! - multicall: invoked through a link named like one of nnU-Net's entry points (`nnUNetv2_plan_experiment`,
+//!   `nnUNetv2_train`, …) it accepts nnU-Net's flags verbatim. `nnunet install-aliases DIR` creates the links.
+//!
+//! A plugin binary is three lines: `use my_plugin as _; fn main() -> std::process::ExitCode { nnunet_cli::main() }`.
+
+mod commands;
+mod paths;
+pub mod spec;
+
+use anyhow::Result;
+use clap::{Arg, ArgAction, Command};
+use std::process::ExitCode;
+
+// Link every built-in component into the registries.
+use nnunet_builtin as _;
+
+/// An error caused by the user's input (bad flag value, bad file, missing env var): exit code 2.
+#[derive(Debug)]
+pub struct UserError(pub String);
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+/// Shorthand: `Err(user("…"))?`.
+pub fn user(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UserError(msg.into()))
+}
+
+/// A command whose behaviour has not been built yet in this version (exit code 1).
+#[derive(Debug)]
+pub struct NotImplemented(pub String);
+
+impl std::fmt::Display for NotImplemented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is not implemented in nnunet {} yet (its flags are parsed; see docs/CLI.md for the status)", self.0, env!("CARGO_PKG_VERSION"))
+    }
+}
+
+impl std::error::Error for NotImplemented {}
+
+/// Entry point of the `nnunet` binary and of plugin binaries.
+pub fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    run(argv)
+}
+
+/// Run with an explicit argv (argv[0] decides between the native and the nnU-Net alias face).
+pub fn run(argv: Vec<String>) -> ExitCode {
+    if let Err(e) = nnunet_core::registry::validate_all() {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
+    let prog = argv.first().map(|a| program_name(a)).unwrap_or_else(|| "nnunet".to_string());
+    let rest: Vec<String> = argv.iter().skip(1).cloned().collect();
+    let result = if prog.starts_with("nnUNetv2_") { run_alias(&prog, &rest) } else { run_native(&rest) };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(c) = e.downcast_ref::<clap::Error>() {
+                let _ = c.print();
+                return ExitCode::from(c.exit_code() as u8);
+            }
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<NotImplemented>().is_some() { ExitCode::from(1) } else { ExitCode::from(2) }
+        }
+    }
+}
+
+/// The basename of argv[0] without a Windows `.exe`.
+fn program_name(arg0: &str) -> String {
+    let base = std::path::Path::new(arg0).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| arg0.to_string());
+    base.strip_suffix(".exe").map(str::to_owned).unwrap_or(base)
+}
+
+fn run_alias(prog: &str, args: &[String]) -> Result<()> {
+    let Some(c) = spec::by_alias(prog) else {
+        let names: Vec<&str> = spec::spec().commands.iter().map(|c| c.alias.as_str()).collect();
+        let s = nnunet_core::registry::suggest(prog, &names);
+        return Err(user(format!(
+            "'{prog}' is not one of nnU-Net's commands known to this binary.{}",
+            if s.is_empty() { String::new() } else { format!(" Did you mean: {}?", s.join(", ")) }
+        )));
+    };
+    if args.iter().any(|a| a == "-h" || a == "--help") && !args.iter().any(|a| a == "--") {
+        print!("{}", spec::alias_help(c));
+        return Ok(());
+    }
+    let parsed = spec::parse(c, false, prog, args)?;
+    dispatch(&parsed)
+}
+
+fn version_text() -> String {
+    format!("{}\nbackends: {}", env!("CARGO_PKG_VERSION"), nnunet_core::compiled_backends().join(", "))
+}
+
+/// The native command tree: built-in subcommands plus every implemented nnU-Net command.
+pub fn native_command() -> Command {
+    let mut cmd = Command::new("nnunet")
+        .about("nnU-Net v2 in Rust: plan, preprocess, train, predict and evaluate 3D medical image segmentation")
+        .version(env!("CARGO_PKG_VERSION"))
+        .long_version(version_text())
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .subcommand(
+            Command::new("list").about("List every registered component (planners, architectures, trainers, losses)").arg(
+                Arg::new("kind")
+                    .value_parser(["planners", "architectures", "trainers", "losses"])
+                    .help("Only this kind of component"),
+            ),
+        )
+        .subcommand(
+            Command::new("install-aliases")
+                .about("Create links named like nnU-Net's entry points (nnUNetv2_train, …) to this binary in DIR")
+                .arg(Arg::new("dir").required(true).value_name("DIR"))
+                .arg(Arg::new("force").long("force").action(ArgAction::SetTrue).help("Replace existing files of those names")),
+        );
+    for c in &spec::spec().commands {
+        if commands::handler(&c.native).is_some() {
+            cmd = cmd.subcommand(spec::build_command(c, true).about(format!("= {}", c.alias)));
+        }
+    }
+    cmd
+}
+
+fn run_native(args: &[String]) -> Result<()> {
+    let argv = std::iter::once("nnunet".to_string()).chain(args.iter().cloned());
+    let m = native_command().try_get_matches_from(argv)?;
+    let (name, sub) = m.subcommand().expect("subcommand_required");
+    match name {
+        "list" => commands::list::run(sub.get_one::<String>("kind").map(String::as_str)),
+        "install-aliases" => commands::install_aliases::run(sub.get_one::<String>("dir").expect("required"), sub.get_flag("force")),
+        other => {
+            let c = spec::by_native(other).expect("native subcommands come from the spec");
+            // re-parse the subcommand's own args so that `Parsed` carries the spec
+            let sub_args: Vec<String> = args.iter().skip_while(|a| a.as_str() != other).skip(1).cloned().collect();
+            let parsed = spec::parse(c, true, &format!("nnunet {other}"), &sub_args)?;
+            dispatch(&parsed)
+        }
+    }
+}
+
+fn dispatch(p: &spec::Parsed) -> Result<()> {
+    for ig in &p.ignored {
+        eprintln!("warning: ignoring unknown argument '{ig}' (nnU-Net's parse_known_args behaviour)");
+    }
+    match commands::handler(&p.command.native) {
+        Some(h) => h(p),
+        None => Err(anyhow::Error::new(NotImplemented(p.command.alias.clone()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_name_strips_path_and_exe() {
+        assert_eq!(program_name("/usr/bin/nnUNetv2_train"), "nnUNetv2_train");
+        assert_eq!(program_name("nnUNetv2_train.exe"), "nnUNetv2_train");
+    }
+
+    #[test]
+    fn native_command_is_valid() {
+        native_command().debug_assert();
+    }
+}
+
+#[cfg(test)]
+mod cli_md {
+    /// docs/CLI.md is generated; regenerate with `NNUNET_BLESS=1 cargo test -p nnunet-cli cli_md`.
+    #[test]
+    fn cli_md_is_up_to_date() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/CLI.md");
+        let want = crate::spec::cli_markdown(crate::commands::status);
+        if std::env::var_os("NNUNET_BLESS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(have == want, "docs/CLI.md is stale: run `NNUNET_BLESS=1 cargo test -p nnunet-cli cli_md`");
+    }
+}

@@ -1,0 +1,38 @@
+//! The framework's core: small traits (Planner, Architecture, Trainer presets, Loss) and the
+//! registries that built-in and third-party crates fill through `inventory`.
+//!
+//! Registry names are nnU-Net's own strings (`ExperimentPlanner`, `nnUNetPlannerResEncM`,
+//! `nnUNetTrainer`, `dynamic_network_architectures.architectures.unet.ResidualEncoderUNet`, ...).
+//! A crate registers a component with one macro ([`register_planner!`], [`register_architecture!`],
+//! [`register_trainer!`], [`register_loss!`]); the CLI lists them with `nnunet list`.
+
+pub mod architecture;
+pub mod loss;
+pub mod network;
+pub mod planner;
+pub mod registry;
+pub mod topology;
+pub mod trainer;
+
+pub use architecture::{Architecture, ArchitectureError};
+pub use loss::Loss;
+pub use network::{Network, NetworkModule, boxed};
+pub use planner::{PlanContext, PlanError, Planner};
+pub use registry::{Entry, Kind, Registry, RegistryError};
+pub use trainer::{TrainerConfig, TrainerPreset};
+
+/// Re-exported so that the registration macros work in crates that do not depend on inventory.
+#[doc(hidden)]
+pub use inventory;
+
+/// Version of this crate; part of the dynamic-plugin fingerprint.
+pub const CORE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Backends compiled into this build, e.g. `["flex"]`.
+pub fn compiled_backends() -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if cfg!(feature = "flex") {
+        v.push("flex");
+    }
+    v
+}

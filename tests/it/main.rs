@@ -1,0 +1,4 @@
+//! The integration-test binary (one binary, many modules; ripgrep style).
+
+mod cli;
+mod conformance;

@@ -1,0 +1,93 @@
+//! Shared helpers of the integration tests: locating the `nnunet` binary and the fixtures, running
+//! commands; and [`conformance`], the suite every architecture runs.
+
+pub mod conformance;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `tests/fixtures/` of this repository.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The `nnunet` binary built by `cargo test --workspace` (it sits next to the `deps/` folder of the
+/// running test executable).
+pub fn nnunet_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
+    let bin = dir.join(format!("nnunet{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} not found: run the tests with `cargo test --workspace`, which builds the nnunet binary", bin.display());
+    bin
+}
+
+/// Result of one command.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Run `program args…` with the nnU-Net environment variables removed and `envs` set.
+pub fn run(program: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Run {
+    let mut c = Command::new(program);
+    c.args(args);
+    for v in ["nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"] {
+        c.env_remove(v);
+    }
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display())).into()
+}
+
+/// Install the nnUNetv2_* links into a fresh temp folder and return it.
+pub fn aliases_dir() -> tempfile_like::TempDir {
+    let dir = tempfile_like::TempDir::new("nnunet-aliases");
+    let r = run(&nnunet_bin(), &["install-aliases", dir.path().to_str().expect("utf-8 temp path")], &[]);
+    assert_eq!(r.code, 0, "install-aliases failed: {}", r.stderr);
+    dir
+}
+
+/// A tiny temp-dir type (kept here so the library has no dev-only dependency).
+pub mod tempfile_like {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(prefix: &str) -> Self {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let p = std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).expect("create temp dir");
+            TempDir(p)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
