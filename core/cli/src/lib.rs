@@ -126,7 +126,8 @@ pub fn native_command() -> Command {
         );
     for c in &spec::spec().commands {
         if commands::handler(&c.native).is_some() {
-            cmd = cmd.subcommand(spec::build_command(c, true).about(format!("= {}", c.alias)));
+            let status = commands::status(&c.native).unwrap_or_default();
+            cmd = cmd.subcommand(spec::build_command(c, true).about(format!("= {} ({status})", c.alias)));
         }
     }
     cmd

@@ -4,6 +4,7 @@
 
 pub mod install_aliases;
 pub mod list;
+pub mod plan;
 
 use crate::spec::Parsed;
 
@@ -20,4 +21,12 @@ pub fn status(name: &str) -> Option<&'static str> {
 }
 
 /// (native name, handler, status line) of every implemented command.
-const COMMANDS: &[(&str, Handler, &str)] = &[];
+const COMMANDS: &[(&str, Handler, &str)] = &[
+    ("extract-fingerprint", plan::extract_fingerprint, "implemented (fingerprint equal to nnU-Net 2.8.1's)"),
+    ("plan-experiment", plan::plan_experiment, "implemented (plans equal to nnU-Net 2.8.1's)"),
+    (
+        "plan-and-preprocess",
+        plan::plan_and_preprocess,
+        "fingerprint + planning implemented; preprocessing not yet (use --no_pp; without it the command exits 1 after planning)",
+    ),
+];

@@ -1,0 +1,111 @@
+//! nnU-Net's commands on the embedded demo dataset, through the `nnUNetv2_*` aliases, compared byte for byte
+//! with what Python nnU-Net 2.8.1 wrote for the same data (tests/fixtures/demo_Dataset004_24).
+
+use nnunet_tests::{aliases_dir, fixtures, repo_root, run, tempfile_like::TempDir};
+use std::path::Path;
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let t = dst.join(e.file_name());
+        if e.path().is_dir() { copy_dir(&e.path(), &t) } else { std::fs::copy(e.path(), t).map(|_| ()).unwrap() }
+    }
+}
+
+#[test]
+fn fingerprint_and_plans_equal_nnunet_on_demo_dataset() {
+    let bin = aliases_dir();
+    let work = TempDir::new("nnunet-pipeline");
+    let (raw, pre, res) = (work.path().join("raw"), work.path().join("pre"), work.path().join("res"));
+    copy_dir(&repo_root().join("examples/data/Dataset004_Hippocampus"), &raw.join("Dataset004_Hippocampus"));
+    std::fs::create_dir_all(&pre).unwrap();
+    std::fs::create_dir_all(&res).unwrap();
+    let env = [("nnUNet_raw", raw.as_path()), ("nnUNet_preprocessed", pre.as_path()), ("nnUNet_results", res.as_path())];
+
+    let r = run(&bin.path().join("nnUNetv2_plan_and_preprocess"), &["-d", "4", "--verify_dataset_integrity", "--no_pp", "-npfp", "2", "--no_pbar"], &env);
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let r = run(&bin.path().join("nnUNetv2_plan_experiment"), &["-d", "4", "-pl", "nnUNetPlannerResEncM"], &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let out = pre.join("Dataset004_Hippocampus");
+    for f in ["dataset_fingerprint.json", "nnUNetPlans.json", "nnUNetResEncUNetMPlans.json"] {
+        let want = std::fs::read_to_string(fixtures().join("demo_Dataset004_24").join(f)).unwrap();
+        let got = std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("{f} not written: {e}"));
+        assert!(got == want, "{f} differs from nnU-Net's");
+    }
+    assert!(out.join("dataset.json").exists());
+
+    // a rerun does not recompute the fingerprint; --clean does
+    let r = run(&bin.path().join("nnUNetv2_extract_fingerprint"), &["-d", "4", "--no_pbar"], &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("exists"), "{}", r.stdout);
+
+    // without --no_pp the (not yet implemented) preprocessing is reported, after planning, with exit code 1
+    let r = run(&bin.path().join("nnUNetv2_plan_and_preprocess"), &["-d", "4", "--no_pbar"], &env);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("not implemented"), "{}", r.stderr);
+}
+
+#[test]
+fn plan_experiment_needs_only_dataset_json_and_fingerprint() {
+    let bin = aliases_dir();
+    let work = TempDir::new("nnunet-planonly");
+    let (raw, pre) = (work.path().join("raw/Dataset004_Hippocampus"), work.path().join("pre/Dataset004_Hippocampus"));
+    std::fs::create_dir_all(&raw).unwrap();
+    std::fs::create_dir_all(&pre).unwrap();
+    let fx = fixtures().join("Dataset004_Hippocampus");
+    std::fs::copy(fx.join("dataset.json"), raw.join("dataset.json")).unwrap();
+    std::fs::copy(fx.join("dataset_fingerprint.json"), pre.join("dataset_fingerprint.json")).unwrap();
+    let env = [("nnUNet_raw", work.path().join("raw")), ("nnUNet_preprocessed", work.path().join("pre"))];
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let r = run(
+        &bin.path().join("nnUNetv2_plan_experiment"),
+        &["-d", "4", "-pl", "nnUNetPlannerResEncM", "-gpu_memory_target", "80", "-overwrite_plans_name", "nnUNetResEncUNetPlans_80G"],
+        &env,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("Expected 8, got 80"), "the non-default target must warn:\n{}", r.stdout);
+    let got = std::fs::read_to_string(pre.join("nnUNetResEncUNetPlans_80G.json")).unwrap();
+    let want = std::fs::read_to_string(fx.join("nnUNetResEncUNetPlans_80G.json")).unwrap();
+    assert!(got == want, "80G plans differ from nnU-Net's");
+}
+
+#[test]
+fn missing_env_var_and_unknown_planner_are_clear_errors() {
+    let bin = aliases_dir();
+    let r = run(&bin.path().join("nnUNetv2_plan_experiment"), &["-d", "4"], &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("dataset with the ID 4") || r.stderr.contains("nnUNet_raw"), "{}", r.stderr);
+
+    let work = TempDir::new("nnunet-badpl");
+    std::fs::create_dir_all(work.path().join("Dataset004_X")).unwrap();
+    std::fs::write(work.path().join("Dataset004_X/dataset.json"), std::fs::read(fixtures().join("Dataset004_Hippocampus/dataset.json")).unwrap()).unwrap();
+    std::fs::copy(fixtures().join("Dataset004_Hippocampus/dataset_fingerprint.json"), work.path().join("Dataset004_X/dataset_fingerprint.json")).unwrap();
+    let env = [("nnUNet_raw", work.path()), ("nnUNet_preprocessed", work.path())];
+    let r = run(&bin.path().join("nnUNetv2_plan_experiment"), &["-d", "4", "-pl", "nnUNetPlannerResEncl"], &env);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("Did you mean: nnUNetPlannerResEncL"), "{}", r.stderr);
+    let r = run(&bin.path().join("nnUNetv2_train"), &["4", "3d_fullres", "0"], &env);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("nnUNetv2_train is not implemented"), "{}", r.stderr);
+}
+
+#[test]
+fn integrity_errors_list_every_problem_and_write_nothing() {
+    let bin = aliases_dir();
+    let work = TempDir::new("nnunet-broken");
+    let ds = work.path().join("raw/Dataset004_Hippocampus");
+    copy_dir(&repo_root().join("examples/data/Dataset004_Hippocampus"), &ds);
+    std::fs::remove_file(ds.join("labelsTr/hippocampus_001.nii.gz")).unwrap();
+    std::fs::write(ds.join("imagesTr/hippocampus_003_0000.nii.gz"), b"not gzip at all").unwrap();
+    let pre = work.path().join("pre");
+    std::fs::create_dir_all(&pre).unwrap();
+    let env = [("nnUNet_raw", work.path().join("raw")), ("nnUNet_preprocessed", pre.clone())];
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let r = run(&bin.path().join("nnUNetv2_extract_fingerprint"), &["-d", "4", "--verify_dataset_integrity", "--no_pbar"], &env);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("hippocampus_001"), "missing label not reported:\n{}", r.stderr);
+    assert!(r.stderr.contains("hippocampus_003_0000.nii.gz"), "broken image not reported:\n{}", r.stderr);
+    assert!(!pre.join("Dataset004_Hippocampus/dataset_fingerprint.json").exists(), "nothing may be written");
+}
