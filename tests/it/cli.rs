@@ -79,3 +79,19 @@ fn unknown_native_subcommand_fails() {
     let r = run(&nnunet_bin(), &["frobnicate"], &[]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+#[test]
+fn summary_ends_with_pytorch_parameter_count() {
+    let fx = nnunet_tests::fixtures().join("Dataset004_Hippocampus");
+    for (plans, cfg, want) in [("nnUNetPlans.json", "3d_fullres", 5_603_177), ("nnUNetResEncUNetLPlans.json", "2d", 8_728_681)] {
+        let plans_file = fx.join(plans);
+        let r = run(&nnunet_bin(), &["summary", "-d", "Dataset004_Hippocampus", "-c", cfg, "--plans-file", plans_file.to_str().unwrap()], &[]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.stdout.lines().last(), Some(format!("parameters: {want}").as_str()), "{}", r.stdout);
+        assert!(r.stdout.contains("full-resolution output"), "{}", r.stdout);
+    }
+    let plans_file = fx.join("nnUNetPlans.json");
+    let r = run(&nnunet_bin(), &["summary", "-d", "Dataset004_Hippocampus", "-c", "3d_lowres", "--plans-file", plans_file.to_str().unwrap()], &[]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("3d_lowres"), "{}", r.stderr);
+}

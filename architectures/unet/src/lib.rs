@@ -70,6 +70,59 @@ impl Architecture for UNetArchitecture {
         })
     }
 
+    fn describe(&self, spec: &NetworkSpec, patch: &[usize]) -> Result<Vec<String>, ArchitectureError> {
+        let kw = self.kwargs(spec)?;
+        let dims = kw.dims;
+        let show = |v: &[usize; 3]| -> String {
+            let v: Vec<String> = v[3 - dims..].iter().map(|x| x.to_string()).collect();
+            v.join("x")
+        };
+        let mut size: [usize; 3] = match patch {
+            [y, x] => [1, *y, *x],
+            [z, y, x] => [*z, *y, *x],
+            _ => return Err(ArchitectureError::Kwargs(format!("patch {patch:?} is neither 2D nor 3D"))),
+        };
+        let mut lines = Vec::new();
+        let unit = match self.0 {
+            Encoder::Plain => "convs",
+            Encoder::Residual => "BasicBlockD",
+        };
+        if self.0 == Encoder::Residual {
+            lines.push(format!("stem            conv {} {} -> {}  out ({}, {})", show(&kw.kernel_sizes[0]), spec.in_channels, kw.features[0], kw.features[0], show(&size)));
+        }
+        let mut sizes = Vec::new();
+        for s in 0..kw.n_stages() {
+            for a in 0..3 {
+                size[a] /= kw.strides[s][a];
+            }
+            sizes.push(size);
+            lines.push(format!(
+                "encoder {s:<7} {} x {unit}, kernel {}, stride {}  out ({}, {})",
+                kw.n_per_stage[s],
+                show(&kw.kernel_sizes[s]),
+                show(&kw.strides[s]),
+                kw.features[s],
+                show(&size)
+            ));
+        }
+        let n = kw.n_stages();
+        for j in 0..n - 1 {
+            let k = n - 2 - j;
+            lines.push(format!(
+                "decoder {j:<7} transpconv {} + {} convs, kernel {}  out ({}, {})  head ({}, {}){}",
+                show(&kw.strides[k + 1]),
+                kw.n_conv_decoder[j],
+                show(&kw.kernel_sizes[k]),
+                kw.features[k],
+                show(&sizes[k]),
+                spec.out_channels,
+                show(&sizes[k]),
+                if k == 0 { "  <- full-resolution output" } else if spec.deep_supervision { "  (deep supervision)" } else { "  (unused without deep supervision)" }
+            ));
+        }
+        Ok(lines)
+    }
+
     /// nnU-Net's arch_kwargs for a planner topology (the key order nnU-Net's planners write).
     fn configure(&self, t: &Topology) -> Option<Map<String, Value>> {
         let n = t.n_stages();

@@ -123,6 +123,19 @@ pub fn native_command() -> Command {
                 .about("Create links named like nnU-Net's entry points (nnUNetv2_train, …) to this binary in DIR")
                 .arg(Arg::new("dir").required(true).value_name("DIR"))
                 .arg(Arg::new("force").long("force").action(ArgAction::SetTrue).help("Replace existing files of those names")),
+        )
+        .subcommand(
+            Command::new("summary")
+                .about("Print the network a plans configuration builds: stages, output shapes for its patch size, parameters")
+                .arg(Arg::new("dataset").short('d').long("dataset").required(true).help("Dataset id or name"))
+                .arg(Arg::new("plans").short('p').long("plans").default_value("nnUNetPlans").help("Plans identifier"))
+                .arg(Arg::new("configuration").short('c').long("configuration").required(true).help("Configuration (inheritance is resolved)"))
+                .arg(
+                    Arg::new("plans-file")
+                        .long("plans-file")
+                        .value_name("PATH")
+                        .help("Read this plans file (and the dataset.json beside it) instead of nnUNet_preprocessed"),
+                ),
         );
     for c in &spec::spec().commands {
         if commands::handler(&c.native).is_some() {
@@ -140,6 +153,12 @@ fn run_native(args: &[String]) -> Result<()> {
     match name {
         "list" => commands::list::run(sub.get_one::<String>("kind").map(String::as_str)),
         "install-aliases" => commands::install_aliases::run(sub.get_one::<String>("dir").expect("required"), sub.get_flag("force")),
+        "summary" => commands::summary::run(&commands::summary::Args {
+            dataset: sub.get_one::<String>("dataset").cloned().expect("required"),
+            plans: sub.get_one::<String>("plans").cloned().expect("default"),
+            configuration: sub.get_one::<String>("configuration").cloned().expect("required"),
+            plans_file: sub.get_one::<String>("plans-file").map(std::path::PathBuf::from),
+        }),
         other => {
             let c = spec::by_native(other).expect("native subcommands come from the spec");
             // re-parse the subcommand's own args so that `Parsed` carries the spec

@@ -39,4 +39,10 @@ pub trait Architecture: Send + Sync {
     fn configure(&self, _topology: &crate::topology::Topology) -> Option<Map<String, Value>> {
         None
     }
+
+    /// Human-readable layer summary for `nnunet summary`: one line per stage with its output shape for
+    /// `patch` (channels first, no batch axis). Empty by default.
+    fn describe(&self, _spec: &NetworkSpec, _patch: &[usize]) -> Result<Vec<String>, ArchitectureError> {
+        Ok(Vec::new())
+    }
 }

@@ -5,6 +5,7 @@
 pub mod install_aliases;
 pub mod list;
 pub mod plan;
+pub mod summary;
 
 use crate::spec::Parsed;
 
