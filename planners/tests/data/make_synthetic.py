@@ -5,7 +5,8 @@ The expected plans are produced by nnU-Net 2.8.1's *own* planner source
 MIC-DKFZ/nnUNet @ 0e495086) run by a harness that stubs torch / dynamic-network-architectures / file IO and
 replaces `static_estimate_VRAM_usage` with the closed form of planning spec §5.1 (verified there 60/60 against
 the real networks). The harness reproduces all six real reference plans in tests/fixtures byte for byte.
-These files are therefore oracle outputs, not outputs of an installed nnU-Net.
+These files were therefore oracle outputs; make_reference_real.py has since regenerated/verified every one of
+them with a real nnU-Net 2.8.1 installation (46/46 byte-identical). Re-run it after running this script.
 
 usage: python3 make_synthetic.py /path/to/harness_dir   (holds oracle_harness.py copied as harness.py + the nnU-Net sources)
 """
