@@ -110,7 +110,7 @@ pub fn check_architecture(name: &str, arch: &dyn Architecture) -> Result<Report,
         let before = net.forward(x.clone())[0].clone().detach();
         let loss = outs.iter().map(|o| o.clone().powi_scalar(2).mean()).reduce(|a, b| a + b).expect("outputs");
         let mut optim = SgdConfig::new().init();
-        net.step(&mut optim, 0.1, loss);
+        net.step(&mut optim, 0.1, loss, Some(12.0));
         let after = net.forward(x.clone())[0].clone().detach();
         if max_abs_diff(&before, &after) == 0.0 {
             return Err(format!("{ctx}: one SGD step did not change the network's output"));

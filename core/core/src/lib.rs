@@ -15,7 +15,7 @@ pub mod topology;
 pub mod trainer;
 
 pub use architecture::{Architecture, ArchitectureError};
-pub use loss::Loss;
+pub use loss::{Loss, LossSettings};
 pub use network::{Network, NetworkModule, boxed};
 pub use planner::{PlanContext, PlanError, Planner};
 pub use registry::{Entry, Kind, Registry, RegistryError};

@@ -5,7 +5,7 @@
 //! knowing the concrete type: forward, parameter count, backward + optimizer step, records to save and load.
 
 use crate::ArchitectureError;
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::{Device, Tensor};
@@ -26,8 +26,10 @@ pub trait Network: Send {
     /// Number of trainable scalars.
     fn num_params(&self) -> usize;
 
-    /// Backward of `loss` and one optimizer step on this network's parameters.
-    fn step(&mut self, optim: &mut ModuleOptimizer, lr: f64, loss: Tensor<1>);
+    /// Backward of `loss`, gradient clipping to total L2 norm `clip_norm` over all parameters (PyTorch's
+    /// `clip_grad_norm_`: scale by `clip / (norm + 1e-6)` when the norm exceeds it), and one optimizer step.
+    /// Returns the gradient norm before clipping.
+    fn step(&mut self, optim: &mut ModuleOptimizer, lr: f64, loss: Tensor<1>, clip_norm: Option<f64>) -> f64;
 
     /// The parameters as a record (to save, compare, or load into another instance).
     fn record(&self) -> ModuleRecord;
@@ -67,10 +69,12 @@ impl<M: NetworkModule> Network for Boxed<M> {
         self.get().num_params()
     }
 
-    fn step(&mut self, optim: &mut ModuleOptimizer, lr: f64, loss: Tensor<1>) {
+    fn step(&mut self, optim: &mut ModuleOptimizer, lr: f64, loss: Tensor<1>, clip_norm: Option<f64>) -> f64 {
         let m = self.0.take().expect("network present between steps");
-        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &m);
+        let norm = clip_global_norm(&m, &mut grads, clip_norm);
         self.0 = Some(optim.step(lr, m, grads));
+        norm
     }
 
     fn record(&self) -> ModuleRecord {
@@ -96,6 +100,43 @@ impl<M: NetworkModule> Network for Boxed<M> {
         let m = self.0.take().expect("network present between steps");
         self.0 = Some(m.to_device(device));
     }
+}
+
+/// Total L2 norm of all gradients; when above `max`, every gradient is scaled by `max / (norm + 1e-6)`.
+pub fn clip_global_norm<M: Module>(m: &M, grads: &mut GradientsParams, max: Option<f64>) -> f64 {
+    struct SumSq<'a> {
+        grads: &'a GradientsParams,
+        parts: Vec<Tensor<1>>,
+    }
+    impl ModuleVisitor for SumSq<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(p.id) {
+                self.parts.push(g.square().sum());
+            }
+        }
+    }
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(p.id) {
+                self.grads.register::<D>(p.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    let mut v = SumSq { grads, parts: Vec::new() };
+    m.visit(&mut v);
+    let Some(total) = v.parts.into_iter().reduce(|a, b| a + b) else { return 0.0 };
+    let norm = (total.into_scalar::<f32>() as f64).sqrt();
+    if let Some(max) = max {
+        if norm > max {
+            let mut s = Scale { grads, factor: max / (norm + 1e-6) };
+            m.visit(&mut s);
+        }
+    }
+    norm
 }
 
 /// Wrap a network module into the engine's object-safe [`Network`].

@@ -1,0 +1,5 @@
+//! The engine: nnU-Net's training recipe (losses, optimizer, schedule), trainer presets, and the training loop.
+
+pub mod loss;
+pub mod optim;
+pub mod train;
