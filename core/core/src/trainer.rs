@@ -18,6 +18,8 @@ pub struct TrainerConfig {
     /// Mirroring axes allowed at training and inference; `None` = all spatial axes.
     pub mirror_axes: Option<Vec<usize>>,
     pub disable_mirroring: bool,
+    /// Training-time augmentation on (off for `nnUNetTrainerNoDA`).
+    pub data_augmentation: bool,
     pub save_every: usize,
     pub loss: String,
 }
@@ -36,6 +38,7 @@ impl Default for TrainerConfig {
             enable_deep_supervision: true,
             mirror_axes: None,
             disable_mirroring: false,
+            data_augmentation: true,
             save_every: 50,
             loss: "DC_and_CE_loss".to_string(),
         }

@@ -3,3 +3,6 @@
 pub mod loss;
 pub mod optim;
 pub mod train;
+pub mod checkpoint;
+pub mod predict;
+pub mod presets;

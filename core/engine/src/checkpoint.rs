@@ -1,0 +1,92 @@
+//! Checkpoints: a folder per checkpoint (`checkpoint_final/`, `checkpoint_best/`, `checkpoint_latest/`) holding
+//! `network.bpk` (burnpack parameters), `optimizer.bpk` (momentum buffers) and `checkpoint.json` (epoch, best
+//! EMA, the logging lists, trainer/plans/configuration/fold, mirroring axes). Written into a temp folder beside it and
+//! renamed into place, so a crash never leaves a half-written checkpoint.
+
+use burn::optim::ModuleOptimizer;
+use nnunet_core::Network;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Per-epoch lists, as nnU-Net's logger keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingLog {
+    pub mean_fg_dice: Vec<f64>,
+    pub ema_fg_dice: Vec<f64>,
+    pub dice_per_class_or_region: Vec<Vec<f64>>,
+    pub train_losses: Vec<f64>,
+    pub val_losses: Vec<f64>,
+    pub lrs: Vec<f64>,
+    pub epoch_start_timestamps: Vec<f64>,
+    pub epoch_end_timestamps: Vec<f64>,
+}
+
+/// `checkpoint.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// Epoch to resume from (last finished + 1; the final checkpoint stores num_epochs).
+    pub current_epoch: usize,
+    pub best_ema: Option<f64>,
+    pub logging: TrainingLog,
+    pub trainer_name: String,
+    pub plans_name: String,
+    pub configuration: String,
+    pub fold: String,
+    pub network_class_name: String,
+    pub inference_allowed_mirroring_axes: Option<Vec<usize>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::Io { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Write a checkpoint folder atomically.
+pub fn save(dir: &Path, net: &dyn Network, optim: Option<&ModuleOptimizer>, meta: &CheckpointMeta) -> Result<(), CheckpointError> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.tmp{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+    net.save_file(&tmp.join("network.bpk")).map_err(|e| io(&tmp, e))?;
+    if let Some(o) = optim {
+        o.save(tmp.join("optimizer.bpk")).map_err(|e| io(&tmp, format!("{e:?}")))?;
+    }
+    let text = serde_json::to_string_pretty(meta).map_err(|e| io(&tmp, e))?;
+    std::fs::write(tmp.join("checkpoint.json"), text).map_err(|e| io(&tmp, e))?;
+    let old = parent.join(format!(".{name}.old{}", std::process::id()));
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(|e| io(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| io(dir, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Read `checkpoint.json` of a checkpoint folder.
+pub fn read_meta(dir: &Path) -> Result<CheckpointMeta, CheckpointError> {
+    let p = dir.join("checkpoint.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
+    serde_json::from_str(&text).map_err(|e| io(&p, e))
+}
+
+/// Load parameters (and optimizer state, when given) from a checkpoint folder.
+pub fn load(dir: &Path, net: &mut dyn Network, optim: Option<ModuleOptimizer>) -> Result<(CheckpointMeta, Option<ModuleOptimizer>), CheckpointError> {
+    let meta = read_meta(dir)?;
+    net.load_file(&dir.join("network.bpk")).map_err(|e| io(dir, e))?;
+    let optim = match optim {
+        Some(o) if dir.join("optimizer.bpk").exists() => Some(o.load(dir.join("optimizer.bpk")).map_err(|e| io(dir, format!("{e:?}")))?),
+        other => other,
+    };
+    Ok((meta, optim))
+}
+
+/// nnU-Net's resume order for `--c`: final, else latest, else best; `None` = start fresh.
+pub fn resume_candidate(fold_dir: &Path) -> Option<PathBuf> {
+    ["checkpoint_final", "checkpoint_latest", "checkpoint_best"].iter().map(|n| fold_dir.join(n)).find(|p| p.join("checkpoint.json").exists())
+}
