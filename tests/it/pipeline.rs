@@ -41,10 +41,39 @@ fn fingerprint_and_plans_equal_nnunet_on_demo_dataset() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("exists"), "{}", r.stdout);
 
-    // without --no_pp the (not yet implemented) preprocessing is reported, after planning, with exit code 1
-    let r = run(&bin.path().join("nnUNetv2_plan_and_preprocess"), &["-d", "4", "--no_pbar"], &env);
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("not implemented"), "{}", r.stderr);
+    // preprocessing: nnUNetv2_preprocess 3d_fullres, exported like nnU-Net's arrays, equal to nnU-Net's reference
+    // cases (hippocampus_001/003/004 are in the demo subset; their preprocessing does not depend on the other cases)
+    let r = run(&bin.path().join("nnUNetv2_preprocess"), &["-d", "4", "-c", "3d_fullres", "3d_lowres", "-np", "2", "--no_pbar"], &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("Configuration 3d_lowres not found"), "{}", r.stdout);
+    assert!(out.join("gt_segmentations/hippocampus_001.nii.gz").exists());
+    let export = work.path().join("export");
+    let r = run(&nnunet_tests::nnunet_bin(), &["export-preprocessed", "-d", "4", "-c", "3d_fullres", "-o", export.to_str().unwrap()], &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("exported 24 cases"), "{}", r.stdout);
+    let refdir = work.path().join("ref");
+    std::fs::create_dir_all(&refdir).unwrap();
+    let tar = std::process::Command::new("tar")
+        .args(["-xJf", fixtures().join("preprocessed/preprocessed_reference.tar.xz").to_str().unwrap(), "-C", refdir.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    for case in ["hippocampus_001", "hippocampus_003", "hippocampus_004"] {
+        for suffix in ["_data.npy", "_seg.npy"] {
+            let ours = std::fs::read(export.join(format!("{case}{suffix}"))).unwrap();
+            let theirs = std::fs::read(refdir.join(format!("Dataset004_Hippocampus/3d_fullres/{case}{suffix}"))).unwrap();
+            assert!(ours == theirs, "{case}{suffix} differs from nnU-Net's");
+        }
+    }
+
+    // plan_and_preprocess without --no_pp preprocesses too (2d of the ResEnc plans, shared data identifier)
+    let r = run(
+        &bin.path().join("nnUNetv2_plan_and_preprocess"),
+        &["-d", "4", "-pl", "nnUNetPlannerResEncM", "-c", "2d", "-np", "2", "--no_pbar"],
+        &env,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(out.join("nnUNetPlans_2d").is_dir());
 }
 
 #[test]

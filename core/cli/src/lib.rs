@@ -125,6 +125,15 @@ pub fn native_command() -> Command {
                 .arg(Arg::new("force").long("force").action(ArgAction::SetTrue).help("Replace existing files of those names")),
         )
         .subcommand(
+            Command::new("export-preprocessed")
+                .about("Write preprocessed cases as nnU-Net-style <case>_data.npy / _seg.npy / _properties.json")
+                .arg(Arg::new("dataset").short('d').long("dataset").required(true).help("Dataset id or name"))
+                .arg(Arg::new("configuration").short('c').long("configuration").required(true).help("Configuration"))
+                .arg(Arg::new("plans").short('p').long("plans").default_value("nnUNetPlans").help("Plans identifier"))
+                .arg(Arg::new("output").short('o').long("output").required(true).value_name("DIR").help("Output folder"))
+                .arg(Arg::new("processes").long("np").default_value("4").value_parser(clap::value_parser!(usize)).help("Worker threads")),
+        )
+        .subcommand(
             Command::new("summary")
                 .about("Print the network a plans configuration builds: stages, output shapes for its patch size, parameters")
                 .arg(Arg::new("dataset").short('d').long("dataset").required(true).help("Dataset id or name"))
@@ -153,6 +162,13 @@ fn run_native(args: &[String]) -> Result<()> {
     match name {
         "list" => commands::list::run(sub.get_one::<String>("kind").map(String::as_str)),
         "install-aliases" => commands::install_aliases::run(sub.get_one::<String>("dir").expect("required"), sub.get_flag("force")),
+        "export-preprocessed" => commands::export::run(
+            sub.get_one::<String>("dataset").expect("required"),
+            sub.get_one::<String>("configuration").expect("required"),
+            sub.get_one::<String>("plans").expect("default"),
+            std::path::Path::new(sub.get_one::<String>("output").expect("required")),
+            *sub.get_one::<usize>("processes").expect("default"),
+        ),
         "summary" => commands::summary::run(&commands::summary::Args {
             dataset: sub.get_one::<String>("dataset").cloned().expect("required"),
             plans: sub.get_one::<String>("plans").cloned().expect("default"),

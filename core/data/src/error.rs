@@ -26,6 +26,9 @@ pub enum DataError {
     Case { case: String, message: String },
     #[error("fingerprint: {0}")]
     Fingerprint(String),
+    /// Plans/configuration values preprocessing cannot use (unknown scheme, missing key…).
+    #[error("preprocessing: {0}")]
+    Preprocess(String),
 }
 
 impl DataError {

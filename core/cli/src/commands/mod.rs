@@ -2,6 +2,7 @@
 //! as a native subcommand) only once its behaviour is implemented; until then its `nnUNetv2_*` alias
 //! parses nnU-Net's flags and reports that the behaviour is not built yet.
 
+pub mod export;
 pub mod install_aliases;
 pub mod list;
 pub mod plan;
@@ -25,9 +26,6 @@ pub fn status(name: &str) -> Option<&'static str> {
 const COMMANDS: &[(&str, Handler, &str)] = &[
     ("extract-fingerprint", plan::extract_fingerprint, "implemented (fingerprint equal to nnU-Net 2.8.1's)"),
     ("plan-experiment", plan::plan_experiment, "implemented (plans equal to nnU-Net 2.8.1's)"),
-    (
-        "plan-and-preprocess",
-        plan::plan_and_preprocess,
-        "fingerprint + planning implemented; preprocessing not yet (use --no_pp; without it the command exits 1 after planning)",
-    ),
+    ("plan-and-preprocess", plan::plan_and_preprocess, "implemented (fingerprint, plans and preprocessed arrays equal to nnU-Net 2.8.1's)"),
+    ("preprocess", plan::preprocess, "implemented (arrays equal to nnU-Net 2.8.1's; storage format: ADR 0005)"),
 ];

@@ -2,7 +2,7 @@
 
 use crate::paths::{self, PREPROCESSED, RAW};
 use crate::spec::Parsed;
-use crate::{NotImplemented, user};
+use crate::user;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use nnunet_core::PlanContext;
@@ -248,9 +248,68 @@ pub fn plan_and_preprocess(p: &Parsed) -> Result<()> {
     if p.flag("no_pp") {
         return Ok(());
     }
-    let what: Vec<String> = identifiers.iter().map(|(d, i)| format!("{d} ({i})")).collect();
-    Err(anyhow::Error::new(NotImplemented(format!(
-        "preprocessing (fingerprint and plans were written for {}; rerun with --no_pp to skip this step)",
-        what.join(", ")
-    ))))
+    for (name, plans_identifier) in &identifiers {
+        preprocess_one(name, plans_identifier, p)?;
+    }
+    Ok(())
+}
+
+/// nnU-Net's default `-np` per configuration.
+fn default_np(config: &str) -> usize {
+    match config {
+        "2d" | "3d_lowres" => 8,
+        _ => 4,
+    }
+}
+
+/// Preprocess the `-c` configurations of one dataset with plans `plans_identifier`.
+fn preprocess_one(name: &str, plans_identifier: &str, p: &Parsed) -> Result<()> {
+    let raw = paths::existing(&paths::env_dir(RAW)?, name, "raw dataset folder")?;
+    let pre = paths::env_dir(PREPROCESSED)?.join(name);
+    let plans_path = pre.join(format!("{plans_identifier}.json"));
+    let plans: Plans = read_json(&plans_path).map_err(|e| user(e.to_string()))?;
+    let mut ds = Dataset::open_with_env(&raw, &env_lookup).map_err(|e| user(e.to_string()))?;
+    // nnU-Net reads the labels from the preprocessed copy of dataset.json
+    let pre_json = pre.join("dataset.json");
+    if pre_json.exists() {
+        ds.json = read_json(&pre_json).map_err(|e| user(e.to_string()))?;
+    }
+    let configs = p.strings("c");
+    let nps = p.ints("np");
+    if !nps.is_empty() && nps.len() != 1 && nps.len() != configs.len() {
+        return Err(user(format!("-np: give one number or one per configuration ({} configurations, {} numbers)", configs.len(), nps.len())));
+    }
+    let show = !p.flag("no_pbar");
+    for (i, config) in configs.iter().enumerate() {
+        if nnunet_schema::plans::resolve_configuration(&plans, config).is_err() {
+            println!("INFO: Configuration {config} not found in plans file {plans_identifier}.json of dataset {name}. Skipping.");
+            continue;
+        }
+        let threads = match nps.len() {
+            0 => default_np(config),
+            1 => nps[0].max(1) as usize,
+            _ => nps[i].max(1) as usize,
+        };
+        println!("Preprocessing {name}, configuration {config} ({} cases, {threads} workers)", ds.identifiers().len());
+        let pb = progress(ds.identifiers().len(), show, config);
+        let t = std::time::Instant::now();
+        let opts = nnunet_data::PreprocessOptions { threads, ..Default::default() };
+        let summary = nnunet_data::preprocess_dataset(&ds, &plans, config, &pre, &opts, &|done, total| {
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
+        })
+        .map_err(|e| user(e.to_string()))?;
+        pb.finish_and_clear();
+        println!("Wrote {} ({:.1} s)", summary.output_dir.display(), t.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// `nnUNetv2_preprocess -d ID [-plans_name P] [-c CONFIGS…] [-np N…]`.
+pub fn preprocess(p: &Parsed) -> Result<()> {
+    let plans_name = p.string("plans_name").unwrap_or_else(|| "nnUNetPlans".into());
+    for name in datasets(p)? {
+        preprocess_one(&name, &plans_name, p)?;
+    }
+    Ok(())
 }

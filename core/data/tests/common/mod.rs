@@ -24,10 +24,6 @@ pub fn extract(name: &str) -> (tempfile::TempDir, PathBuf) {
         .expect("running tar (tar with xz support is required for these tests)");
     assert!(st.success(), "tar -xJf {} failed", tarball.display());
     let dir = tmp.path().join(name);
-    assert!(
-        dir.join("dataset.json").is_file(),
-        "{} has no dataset.json",
-        dir.display()
-    );
+    assert!(dir.join("dataset.json").is_file(), "{} has no dataset.json", dir.display());
     (tmp, dir)
 }

@@ -1,0 +1,235 @@
+//! Minimal `.npy` (NumPy format version 1.0) reading and writing for C-ordered little-endian
+//! `float32` / `int16` / `int8` / `int64` arrays, byte-compatible with `numpy.save`.
+//!
+//! The header is padded so that the data starts at a multiple of 64 bytes (numpy's rule), which makes
+//! the files memory-mappable; [`read_header`] returns the data offset for that.
+
+use crate::error::{DataError, Result};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// Element types supported here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NpyDtype {
+    F32,
+    I16,
+    I8,
+    I64,
+}
+
+impl NpyDtype {
+    pub fn descr(self) -> &'static str {
+        match self {
+            NpyDtype::F32 => "<f4",
+            NpyDtype::I16 => "<i2",
+            NpyDtype::I8 => "|i1",
+            NpyDtype::I64 => "<i8",
+        }
+    }
+    pub fn size(self) -> usize {
+        match self {
+            NpyDtype::F32 => 4,
+            NpyDtype::I16 => 2,
+            NpyDtype::I8 => 1,
+            NpyDtype::I64 => 8,
+        }
+    }
+    fn from_descr(d: &str) -> Option<Self> {
+        match d {
+            "<f4" => Some(NpyDtype::F32),
+            "<i2" => Some(NpyDtype::I16),
+            "|i1" | "<i1" => Some(NpyDtype::I8),
+            "<i8" => Some(NpyDtype::I64),
+            _ => None,
+        }
+    }
+}
+
+/// Parsed header of a `.npy` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpyHeader {
+    pub dtype: NpyDtype,
+    pub shape: Vec<usize>,
+    /// Byte offset of the first element.
+    pub data_offset: usize,
+}
+
+impl NpyHeader {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The header bytes `numpy.save` writes (version 1.0, padded with spaces and a newline to 64 bytes).
+pub fn header_bytes(dtype: NpyDtype, shape: &[usize]) -> Vec<u8> {
+    let shape_s = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
+    };
+    let mut dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", dtype.descr(), shape_s);
+    // numpy leaves room for the first axis to grow to 21 digits (GROWTH_AXIS_MAX_DIGITS)
+    if let Some(first) = shape.first() {
+        dict.push_str(&" ".repeat(21usize.saturating_sub(first.to_string().len())));
+    }
+    let total = MAGIC.len() + 2 + 2 + dict.len() + 1;
+    let pad = (64 - total % 64) % 64;
+    dict.push_str(&" ".repeat(pad));
+    dict.push('\n');
+    let mut out = Vec::with_capacity(10 + dict.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out
+}
+
+/// Serialise an array to `.npy` bytes.
+pub fn to_bytes_f32(data: &[f32], shape: &[usize]) -> Vec<u8> {
+    assert_eq!(data.len(), shape.iter().product::<usize>());
+    let mut out = header_bytes(NpyDtype::F32, shape);
+    out.reserve(data.len() * 4);
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Serialise an array to `.npy` bytes.
+pub fn to_bytes_i16(data: &[i16], shape: &[usize]) -> Vec<u8> {
+    assert_eq!(data.len(), shape.iter().product::<usize>());
+    let mut out = header_bytes(NpyDtype::I16, shape);
+    out.reserve(data.len() * 2);
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
+    let bad = |m: &str| DataError::format(path, format!("not a supported .npy file: {m}"));
+    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+        return Err(bad("bad magic"));
+    }
+    let (hlen, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 => {
+            if bytes.len() < 12 {
+                return Err(bad("truncated header"));
+            }
+            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+        }
+        v => return Err(bad(&format!("version {v}"))),
+    };
+    if bytes.len() < start + hlen {
+        return Err(bad("truncated header"));
+    }
+    let h = std::str::from_utf8(&bytes[start..start + hlen]).map_err(|_| bad("header is not UTF-8"))?;
+    let field = |name: &str| -> Option<&str> {
+        let i = h.find(&format!("'{name}'"))?;
+        let rest = h[i + name.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
+        Some(rest)
+    };
+    let descr = field("descr").and_then(|r| r.strip_prefix('\'')).and_then(|r| r.split('\'').next()).ok_or_else(|| bad("no descr"))?;
+    let dtype = NpyDtype::from_descr(descr).ok_or_else(|| bad(&format!("dtype {descr}")))?;
+    if field("fortran_order").is_some_and(|r| r.starts_with("True")) {
+        return Err(bad("Fortran order"));
+    }
+    let sh = field("shape").and_then(|r| r.strip_prefix('(')).and_then(|r| r.split(')').next()).ok_or_else(|| bad("no shape"))?;
+    let shape = sh
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<usize>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| bad("bad shape"))?;
+    Ok(NpyHeader { dtype, shape, data_offset: start + hlen })
+}
+
+/// Read only the header of a `.npy` file (for memory mapping or region reads).
+pub fn read_header(path: &Path) -> Result<NpyHeader> {
+    let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut head = vec![0u8; 12];
+    f.read_exact(&mut head).map_err(|e| DataError::io(path, e))?;
+    let hlen = if head[6] == 1 {
+        u16::from_le_bytes([head[8], head[9]]) as usize + 10
+    } else {
+        u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize + 12
+    };
+    let mut all = vec![0u8; hlen];
+    f.seek(SeekFrom::Start(0)).map_err(|e| DataError::io(path, e))?;
+    f.read_exact(&mut all).map_err(|e| DataError::io(path, e))?;
+    parse_header(&all, path)
+}
+
+/// A whole array read from a `.npy` file, converted to the element type asked for.
+pub fn read<T: FromNpy>(path: &Path) -> Result<(Vec<T>, Vec<usize>)> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let h = parse_header(&bytes, path)?;
+    let n = h.len();
+    let body = &bytes[h.data_offset..];
+    if body.len() < n * h.dtype.size() {
+        return Err(DataError::format(path, "truncated .npy data"));
+    }
+    let mut out = Vec::with_capacity(n);
+    match h.dtype {
+        NpyDtype::F32 => out.extend(body.chunks_exact(4).take(n).map(|b| T::from_f64(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64))),
+        NpyDtype::I16 => out.extend(body.chunks_exact(2).take(n).map(|b| T::from_f64(i16::from_le_bytes([b[0], b[1]]) as f64))),
+        NpyDtype::I8 => out.extend(body.iter().take(n).map(|&b| T::from_f64(b as i8 as f64))),
+        NpyDtype::I64 => out.extend(body.chunks_exact(8).take(n).map(|b| T::from_f64(i64::from_le_bytes(b.try_into().unwrap()) as f64))),
+    }
+    Ok((out, h.shape))
+}
+
+/// Element types [`read`] converts to.
+pub trait FromNpy: Copy {
+    fn from_f64(v: f64) -> Self;
+}
+impl FromNpy for f32 {
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+impl FromNpy for f64 {
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+impl FromNpy for i16 {
+    fn from_f64(v: f64) -> Self {
+        v as i16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_like_numpy() {
+        // np.save of a float32 (1, 35, 51, 35) array
+        let h = header_bytes(NpyDtype::F32, &[1, 35, 51, 35]);
+        assert_eq!(h.len(), 128);
+        let s = String::from_utf8_lossy(&h[10..]);
+        assert!(s.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 35, 51, 35), }"));
+        assert!(s.ends_with(" \n"));
+        assert_eq!(header_bytes(NpyDtype::I16, &[7]).len() % 64, 0);
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = std::env::temp_dir().join(format!("npy_rt_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.npy");
+        std::fs::write(&p, to_bytes_i16(&[1, -1, 300, 4, 5, 6], &[1, 2, 3])).unwrap();
+        let (v, s) = read::<i16>(&p).unwrap();
+        assert_eq!((v, s), (vec![1, -1, 300, 4, 5, 6], vec![1, 2, 3]));
+        let h = read_header(&p).unwrap();
+        assert_eq!((h.dtype, h.data_offset), (NpyDtype::I16, 128)); // like np.save
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,184 @@
+//! On-disk format of preprocessed cases (ADR 0005) and [`export_preprocessed`].
+//!
+//! `nnUNet_preprocessed/DatasetXXX/<data_identifier>/` holds, per case:
+//! * `<case>.npy` — data, float32 little-endian, C order, shape `(c, d0, d1, d2)` (transposed axes);
+//! * `<case>_seg.npy` — segmentation, int16, shape `(1, d0, d1, d2)`, labels and `-1` outside the
+//!   nonzero mask;
+//! * `<case>.json` — [`CaseProperties`] (nnU-Net's `.pkl` content as JSON).
+//!
+//! plus `nnunet_rs_preprocessed.json` ([`Manifest`]). Uncompressed `.npy` (NumPy format 1.0, data
+//! aligned to 64 bytes) can be memory-mapped or read patch-wise with one `pread` per row; the same
+//! names are nnU-Net's unpacked `nnUNetDatasetNumpy` files.
+
+use crate::error::{DataError, Result};
+use crate::npy::{self, NpyDtype};
+use crate::preprocess::{CaseProperties, PreprocessConfig, PreprocessedCase};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Name of the manifest file in a preprocessed configuration folder.
+pub const MANIFEST: &str = "nnunet_rs_preprocessed.json";
+/// Current format version written to the manifest.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `nnunet_rs_preprocessed.json`: what the folder holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always `"nnunet-rs-npy"`.
+    pub format: String,
+    pub format_version: u32,
+    pub plans_name: String,
+    pub configuration: String,
+    pub data_identifier: String,
+    /// Case identifiers in dataset order.
+    pub cases: Vec<String>,
+}
+
+/// Write `bytes` to `path` via a temp file in the same folder and a rename (no fsync: the folder
+/// itself is swapped in atomically once complete).
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| DataError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        DataError::io(path, e)
+    })
+}
+
+fn json_text<T: Serialize>(v: &T, path: &Path) -> Result<String> {
+    nnunet_schema::json::to_python_string(v).map_err(|e| DataError::format(path, format!("cannot serialise: {e}")))
+}
+
+/// Paths of one case's files in a configuration folder.
+pub fn case_paths(dir: &Path, case: &str) -> (PathBuf, PathBuf, PathBuf) {
+    (dir.join(format!("{case}.npy")), dir.join(format!("{case}_seg.npy")), dir.join(format!("{case}.json")))
+}
+
+/// Write one preprocessed case (three files, each via temp + rename).
+pub fn write_case(dir: &Path, case: &str, pc: &PreprocessedCase) -> Result<()> {
+    let (d, s, p) = case_paths(dir, case);
+    let [a, b, c] = pc.shape;
+    write_file_atomic(&d, &npy::to_bytes_f32(&pc.data, &[pc.channels, a, b, c]))?;
+    write_file_atomic(&s, &npy::to_bytes_i16(&pc.seg, &[1, a, b, c]))?;
+    write_file_atomic(&p, json_text(&pc.properties, &p)?.as_bytes())
+}
+
+pub(crate) fn write_manifest(dir: &Path, cfg: &PreprocessConfig, cases: &[String]) -> Result<()> {
+    let m = Manifest {
+        format: "nnunet-rs-npy".into(),
+        format_version: FORMAT_VERSION,
+        plans_name: cfg.plans_name.clone(),
+        configuration: cfg.configuration.clone(),
+        data_identifier: cfg.data_identifier.clone(),
+        cases: cases.to_vec(),
+    };
+    let p = dir.join(MANIFEST);
+    write_file_atomic(&p, json_text(&m, &p)?.as_bytes())
+}
+
+/// Read the manifest of a configuration folder.
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let m: Manifest = nnunet_schema::json::read_json(&dir.join(MANIFEST))?;
+    if m.format != "nnunet-rs-npy" || m.format_version > FORMAT_VERSION {
+        return Err(DataError::format(dir.join(MANIFEST), format!("unsupported format {} v{}", m.format, m.format_version)));
+    }
+    Ok(m)
+}
+
+/// Case identifiers of a configuration folder: from the manifest, else every `<case>.json`.
+pub fn list_cases(dir: &Path) -> Result<Vec<String>> {
+    if dir.join(MANIFEST).is_file() {
+        return Ok(read_manifest(dir)?.cases);
+    }
+    let mut ids: Vec<String> = crate::dataset::subfiles(dir, ".json")?
+        .into_iter()
+        .filter(|f| f != MANIFEST && !f.starts_with('.'))
+        .map(|f| f.trim_end_matches(".json").to_string())
+        .filter(|id| dir.join(format!("{id}.npy")).is_file())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// Read one case back completely.
+pub fn read_case(dir: &Path, case: &str) -> Result<PreprocessedCase> {
+    let (d, s, p) = case_paths(dir, case);
+    let (data, dshape) = npy::read::<f32>(&d)?;
+    let (seg, sshape) = npy::read::<i16>(&s)?;
+    if dshape.len() != 4 || sshape.len() != 4 || dshape[1..] != sshape[1..] || sshape[0] != 1 {
+        return Err(DataError::format(&d, format!("data shape {dshape:?} and seg shape {sshape:?} do not match")));
+    }
+    let properties: CaseProperties = nnunet_schema::json::read_json(&p)?;
+    Ok(PreprocessedCase { data, channels: dshape[0], shape: [dshape[1], dshape[2], dshape[3]], seg, properties })
+}
+
+/// Header of a case's data file (dtype, shape, byte offset) for memory mapping / patch reads.
+pub fn data_header(dir: &Path, case: &str) -> Result<npy::NpyHeader> {
+    let h = npy::read_header(&case_paths(dir, case).0)?;
+    if h.dtype != NpyDtype::F32 {
+        return Err(DataError::format(case_paths(dir, case).0, "data is not float32"));
+    }
+    Ok(h)
+}
+
+/// Copy `src` to `dst` (temp + rename) unless `dst` exists and is not older. Returns whether it copied.
+pub fn copy_if_newer(src: &Path, dst: &Path) -> Result<bool> {
+    let sm = std::fs::metadata(src).map_err(|e| DataError::io(src, e))?;
+    if let Ok(dm) = std::fs::metadata(dst) {
+        if let (Ok(a), Ok(b)) = (sm.modified(), dm.modified()) {
+            if a <= b {
+                return Ok(false);
+            }
+        }
+    }
+    let bytes = std::fs::read(src).map_err(|e| DataError::io(src, e))?;
+    write_file_atomic(dst, &bytes)?;
+    Ok(true)
+}
+
+/// `nnunet export-preprocessed`: write every case of the configuration folder `preprocessed_config_dir`
+/// as `<case>_data.npy` (float32 `(c, d0, d1, d2)`), `<case>_seg.npy` (int16 `(1, d0, d1, d2)`) and
+/// `<case>_properties.json` into `out_dir` (created), the layout of the reference files produced from
+/// nnU-Net's `.b2nd`/`.pkl`. Returns the number of cases. `threads` 0 = one per core.
+pub fn export_preprocessed(
+    preprocessed_config_dir: &Path,
+    out_dir: &Path,
+    threads: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<usize> {
+    let ids = list_cases(preprocessed_config_dir)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| DataError::io(out_dir, e))?;
+    let total = ids.len();
+    let done = AtomicUsize::new(0);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| DataError::Preprocess(format!("cannot start worker threads: {e}")))?;
+    pool.install(|| {
+        ids.par_iter().try_for_each(|id| -> Result<()> {
+            let (d, s, p) = case_paths(preprocessed_config_dir, id);
+            // validate before copying: readable headers of the right dtypes
+            let dh = npy::read_header(&d)?;
+            let sh = npy::read_header(&s)?;
+            if dh.dtype != NpyDtype::F32 || sh.dtype != NpyDtype::I16 {
+                return Err(DataError::format(&d, "unexpected dtypes (need float32 data and int16 seg)"));
+            }
+            let copy = |from: &Path, to: PathBuf| -> Result<()> {
+                let b = std::fs::read(from).map_err(|e| DataError::io(from, e))?;
+                write_file_atomic(&to, &b)
+            };
+            copy(&d, out_dir.join(format!("{id}_data.npy")))?;
+            copy(&s, out_dir.join(format!("{id}_seg.npy")))?;
+            let props: CaseProperties = nnunet_schema::json::read_json(&p)?;
+            let to = out_dir.join(format!("{id}_properties.json"));
+            write_file_atomic(&to, json_text(&props, &to)?.as_bytes())?;
+            progress(done.fetch_add(1, Ordering::SeqCst) + 1, total);
+            Ok(())
+        })
+    })?;
+    Ok(total)
+}
