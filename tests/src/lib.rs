@@ -45,7 +45,15 @@ impl From<Output> for Run {
 
 /// Run `program args…` with the nnU-Net environment variables removed and `envs` set.
 pub fn run(program: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Run {
+    run_in(None, program, args, envs)
+}
+
+/// [`run`] in working directory `cwd`.
+pub fn run_in(cwd: Option<&Path>, program: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Run {
     let mut c = Command::new(program);
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
     c.args(args);
     for v in ["nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"] {
         c.env_remove(v);

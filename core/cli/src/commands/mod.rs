@@ -2,6 +2,7 @@
 //! as a native subcommand) only once its behaviour is implemented; until then its `nnUNetv2_*` alias
 //! parses nnU-Net's flags and reports that the behaviour is not built yet.
 
+pub mod evaluate;
 pub mod export;
 pub mod install_aliases;
 pub mod list;
@@ -27,5 +28,13 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     ("extract-fingerprint", plan::extract_fingerprint, "implemented (fingerprint equal to nnU-Net 2.8.1's)"),
     ("plan-experiment", plan::plan_experiment, "implemented (plans equal to nnU-Net 2.8.1's)"),
     ("plan-and-preprocess", plan::plan_and_preprocess, "implemented (fingerprint, plans and preprocessed arrays equal to nnU-Net 2.8.1's)"),
+    ("evaluate-folder", evaluate::evaluate_folder, "implemented (summary.json equal to nnU-Net 2.8.1's)"),
+    ("evaluate-simple", evaluate::evaluate_simple, "implemented (summary.json equal to nnU-Net 2.8.1's)"),
+    (
+        "determine-postprocessing",
+        evaluate::determine_postprocessing,
+        "implemented (postprocessing.json/.pkl as nnU-Net; largest connected component per label / for all foreground)",
+    ),
+    ("apply-postprocessing", evaluate::apply_postprocessing, "implemented (reads the postprocessing.json written beside the .pkl)"),
     ("preprocess", plan::preprocess, "implemented (arrays equal to nnU-Net 2.8.1's; storage format: ADR 0005)"),
 ];
