@@ -3,4 +3,6 @@
 mod cli;
 mod conformance;
 mod pipeline;
+mod predict;
 mod evaluate;
+mod train;

@@ -5,4 +5,6 @@ pub mod optim;
 pub mod train;
 pub mod checkpoint;
 pub mod predict;
+pub mod inference;
 pub mod presets;
+pub mod run;

@@ -57,6 +57,16 @@ nnunet_core::register_trainer!("nnUNetTrainerNoDA", "nnUNetTrainer without data 
     }))
 });
 
+nnunet_core::register_trainer!(
+    "nnUNetTrainerSmoke",
+    "Not nnU-Net's: 5 epochs x 80 iterations, 10 validation iterations; a minutes-long end-to-end check of a setup on the CPU",
+    || Box::new(Preset(|c| {
+        c.num_epochs = 5;
+        c.num_iterations_per_epoch = 80;
+        c.num_val_iterations_per_epoch = 10;
+    }))
+);
+
 /// The configuration of trainer `name` (registry lookup + preset).
 pub fn trainer_config(name: &str) -> Result<TrainerConfig, nnunet_core::RegistryError> {
     let preset = nnunet_core::registry::trainers()?.create(name)?;

@@ -5,6 +5,7 @@
 //! guarantees they are all present; `tests/registered.rs` fails if one goes missing.
 
 use nnunet_arch_unet as _;
+use nnunet_engine as _;
 use nnunet_planners as _;
 
 /// The built-in component names per kind that must be registered (checked by this crate's test and by
@@ -15,6 +16,11 @@ pub const EXPECTED: &[(nnunet_core::Kind, &str, &str)] = &[
     (nnunet_core::Kind::Planner, "nnUNetPlannerResEncM", "nnunet_planners"),
     (nnunet_core::Kind::Planner, "nnUNetPlannerResEncL", "nnunet_planners"),
     (nnunet_core::Kind::Planner, "nnUNetPlannerResEncXL", "nnunet_planners"),
+    (nnunet_core::Kind::Trainer, "nnUNetTrainer", "nnunet_engine"),
+    (nnunet_core::Kind::Trainer, "nnUNetTrainer_250epochs", "nnunet_engine"),
+    (nnunet_core::Kind::Trainer, "nnUNetTrainerNoDeepSupervision", "nnunet_engine"),
+    (nnunet_core::Kind::Loss, "DC_and_CE_loss", "nnunet_engine"),
+    (nnunet_core::Kind::Loss, "DC_and_BCE_loss", "nnunet_engine"),
     (nnunet_core::Kind::Architecture, "dynamic_network_architectures.architectures.unet.PlainConvUNet", "nnunet_arch_unet"),
     (nnunet_core::Kind::Architecture, "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet", "nnunet_arch_unet"),
 ];

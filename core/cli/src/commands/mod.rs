@@ -7,7 +7,9 @@ pub mod export;
 pub mod install_aliases;
 pub mod list;
 pub mod plan;
+pub mod predict;
 pub mod summary;
+pub mod train;
 
 use crate::spec::Parsed;
 
@@ -36,5 +38,20 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
         "implemented (postprocessing.json/.pkl as nnU-Net; largest connected component per label / for all foreground)",
     ),
     ("apply-postprocessing", evaluate::apply_postprocessing, "implemented (reads the postprocessing.json written beside the .pkl)"),
+    (
+        "train",
+        train::run,
+        "implemented on the CPU (nnUNetTrainer recipe and presets); not yet: final validation (--val), -num_gpus > 1, -pretrained_weights, cascade, -device cuda",
+    ),
+    (
+        "predict",
+        predict::predict,
+        "implemented on the CPU (sliding window, mirror TTA, fold ensembling, export with the input's geometry, --save_probabilities .npz/.pkl, cascade); -device cuda needs a GPU build",
+    ),
+    (
+        "predict-from-modelfolder",
+        predict::predict_from_modelfolder,
+        "implemented on the CPU (as predict, with -m MODEL_FOLDER)",
+    ),
     ("preprocess", plan::preprocess, "implemented (arrays equal to nnU-Net 2.8.1's; storage format: ADR 0005)"),
 ];

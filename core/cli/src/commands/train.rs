@@ -1,0 +1,96 @@
+//! `nnUNetv2_train DATASET CONFIG FOLD [-tr TRAINER] [-p PLANS] [--c] [--disable_checkpointing] [-device cpu|cuda] …`
+
+use crate::paths::{self, PREPROCESSED, RESULTS};
+use crate::spec::Parsed;
+use crate::{NotImplemented, user};
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use nnunet_data::splits::Fold;
+use nnunet_engine::run::{TrainEvent, TrainRequest};
+use nnunet_schema::json::read_json;
+use nnunet_schema::{DatasetJson, Plans};
+
+/// The device for nnU-Net's `-device` flag. Only the CPU backend (flex) is compiled into this build.
+pub fn device(name: &str) -> Result<(burn::tensor::Device, String)> {
+    match name {
+        "cpu" => Ok((burn::tensor::Device::default(), "cpu (burn flex)".to_string())),
+        "cuda" => Err(user(format!(
+            "-device cuda: this binary was built without a GPU backend (compiled backends: {}). Use -device cpu, or a \
+             build with the GPU feature (see docs/adr/0001-burn-and-backends.md)",
+            nnunet_core::compiled_backends().join(", ")
+        ))),
+        "mps" => Err(user("-device mps: Apple GPUs are not supported by this build; use -device cpu")),
+        other => Err(user(format!("-device {other}: expected cpu or cuda"))),
+    }
+}
+
+pub fn run(p: &Parsed) -> Result<()> {
+    let dataset = p.string("dataset_name_or_id").expect("positional");
+    let configuration = p.string("configuration").expect("positional");
+    let fold_arg = p.string("fold").expect("positional");
+    let fold: Fold = fold_arg.parse().map_err(|_| user(format!("fold '{fold_arg}': expected 0-4 (or another split index) or 'all'")))?;
+    let trainer_name = p.string("tr").unwrap_or_else(|| "nnUNetTrainer".into());
+    let plans_name = p.string("p").unwrap_or_else(|| "nnUNetPlans".into());
+    let num_gpus = p.int("num_gpus").unwrap_or(1);
+    if num_gpus != 1 {
+        return Err(anyhow::Error::new(NotImplemented(format!("nnUNetv2_train -num_gpus {num_gpus} (multi-GPU training)"))));
+    }
+    if p.string("pretrained_weights").is_some() {
+        return Err(anyhow::Error::new(NotImplemented("nnUNetv2_train -pretrained_weights".into())));
+    }
+    if p.flag("val") || p.flag("val_best") {
+        return Err(anyhow::Error::new(NotImplemented("nnUNetv2_train --val / --val_best (final validation)".into())));
+    }
+    let (device, device_name) = device(&p.string("device").unwrap_or_else(|| "cuda".into()))?;
+    let name = paths::resolve_dataset_name(&dataset)?;
+    let pre = paths::env_dir(PREPROCESSED)?.join(&name);
+    let plans_path = pre.join(format!("{plans_name}.json"));
+    let plans: Plans = read_json(&plans_path).map_err(|e| user(e.to_string()))?;
+    let dataset_json: DatasetJson = read_json(&pre.join("dataset.json")).map_err(|e| user(e.to_string()))?;
+    let trainer = nnunet_engine::presets::trainer_config(&trainer_name).map_err(|e| user(e.to_string()))?;
+    let output_dir = paths::env_dir(RESULTS)?.join(&name).join(format!("{trainer_name}__{plans_name}__{configuration}"));
+    let workers = std::env::var("nnUNet_n_proc_DA").ok().and_then(|v| v.parse().ok()).unwrap_or(2usize);
+    let req = TrainRequest {
+        dataset_name: name.clone(),
+        plans,
+        plans_name,
+        configuration,
+        dataset_json,
+        preprocessed_dir: pre,
+        output_dir,
+        fold,
+        trainer_name,
+        trainer,
+        continue_training: p.flag("c"),
+        disable_checkpointing: p.flag("disable_checkpointing"),
+        device,
+        device_name,
+        workers,
+        seed: 12345,
+    };
+    let pb = ProgressBar::new(req.trainer.num_iterations_per_epoch as u64);
+    pb.set_style(ProgressStyle::with_template("epoch {msg} {bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}]").expect("valid template"));
+    let mut on_event = |e: TrainEvent| match e {
+        TrainEvent::Message(m) => pb.println(m),
+        TrainEvent::Iteration(epoch, it, n) => {
+            if it == 1 {
+                pb.reset();
+                pb.set_length(n as u64);
+                pb.set_message(epoch.to_string());
+            }
+            pb.set_position(it as u64);
+        }
+        TrainEvent::EpochEnd { epoch, train_loss, val_loss, dice, ema, seconds, lr, new_best } => {
+            let d: Vec<String> = dice.iter().map(|x| format!("{x:.4}")).collect();
+            pb.println(format!(
+                "epoch {epoch}: lr {lr:.5}  train_loss {train_loss:.4}  val_loss {val_loss:.4}  pseudo dice [{}]  ema {ema:.4}  {seconds:.1} s{}",
+                d.join(", "),
+                if new_best { "  (new best EMA)" } else { "" }
+            ));
+        }
+    };
+    let out = nnunet_engine::run::train(&req, &mut on_event).map_err(|e| user(e.to_string()))?;
+    pb.finish_and_clear();
+    println!("training finished: {} epochs, results in {}", out.epochs_run, out.fold_dir.display());
+    Ok(())
+}

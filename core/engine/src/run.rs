@@ -1,0 +1,403 @@
+//! A whole nnUNetTrainer run (training spec §2.2): splits, data pipeline, network, epochs of 250 training / 50
+//! validation iterations with the poly LR, pseudo Dice + EMA, checkpoints (latest / best / final), training log,
+//! progress.png, TensorBoard scalars, debug.json. The CLI builds a [`TrainRequest`] and prints [`TrainEvent`]s.
+
+use crate::checkpoint::{self, CheckpointMeta, TrainingLog};
+use crate::loss::{DcAndBce, DcAndCe};
+use crate::optim::{poly_lr, sgd};
+use crate::train::{Batch, DiceCounts, StepContext, train_step, validation_step};
+use burn::tensor::Device;
+use nnunet_augment::{
+    BatchProducer, ClassKey as AugKey, DataLoader, InMemorySource, Oversampling, PipelineConfig, configure_da, deep_supervision_scales,
+    training_pipeline, validation_pipeline,
+};
+use nnunet_core::architecture::NetworkSpec;
+use nnunet_core::{Loss, LossSettings, Network, TrainerConfig};
+use nnunet_data::class_locations::ClassKey as DataKey;
+use nnunet_data::splits::{self, Fold};
+use nnunet_logging::progress::{ProgressCurves, write_progress_png};
+use nnunet_logging::tensorboard::{EventWriter, event_file_name, now_wall_time};
+use nnunet_logging::training_log::{LogTime, TrainingLog as TextLog};
+use nnunet_schema::{DatasetJson, Plans};
+use serde_json::{Map, Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything a training run needs; the CLI fills it from flags, env vars and files.
+pub struct TrainRequest {
+    pub dataset_name: String,
+    pub plans: Plans,
+    pub plans_name: String,
+    pub configuration: String,
+    pub dataset_json: DatasetJson,
+    /// `nnUNet_preprocessed/DatasetXXX_Name`.
+    pub preprocessed_dir: PathBuf,
+    /// `nnUNet_results/DatasetXXX_Name/<Trainer>__<Plans>__<Configuration>`.
+    pub output_dir: PathBuf,
+    pub fold: Fold,
+    pub trainer_name: String,
+    pub trainer: TrainerConfig,
+    /// `--c`: resume from final / latest / best.
+    pub continue_training: bool,
+    pub disable_checkpointing: bool,
+    /// Base (non-autodiff) device; training runs on its autodiff twin.
+    pub device: Device,
+    pub device_name: String,
+    /// Data-augmentation worker threads.
+    pub workers: usize,
+    pub seed: u64,
+}
+
+/// What happened, for the terminal.
+#[derive(Debug, Clone)]
+pub enum TrainEvent {
+    Message(String),
+    /// `(epoch, iteration, iterations)` during the training part of an epoch.
+    Iteration(usize, usize, usize),
+    EpochEnd { epoch: usize, train_loss: f64, val_loss: f64, dice: Vec<f64>, ema: f64, seconds: f64, lr: f64, new_best: bool },
+}
+
+/// Result of a run.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub fold_dir: PathBuf,
+    pub epochs_run: usize,
+    pub log: TrainingLog,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+fn input(msg: impl Into<String>) -> TrainError {
+    TrainError::Input(msg.into())
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Io(format!("{}: {e}", path.display()))
+}
+
+/// Resolved facts of the configuration that the run uses.
+struct Setup {
+    cfg: Map<String, Value>,
+    patch: Vec<usize>,
+    batch_size: usize,
+    network_class: String,
+    spec: NetworkSpec,
+    strides: Vec<Vec<usize>>,
+    settings: LossSettings,
+    data_dir: PathBuf,
+    use_mask_for_norm: Vec<bool>,
+}
+
+fn usize_list(v: Option<&Value>, what: &str) -> Result<Vec<usize>, TrainError> {
+    v.and_then(|v| serde_json::from_value::<Vec<usize>>(v.clone()).ok()).ok_or_else(|| input(format!("configuration lacks a valid '{what}'")))
+}
+
+fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
+    let cfg = nnunet_schema::plans::resolve_configuration(&req.plans, &req.configuration).map_err(|e| input(format!("{}: {e}", req.plans_name)))?;
+    let patch = usize_list(cfg.get("patch_size"), "patch_size")?;
+    let batch_size = cfg.get("batch_size").and_then(Value::as_u64).ok_or_else(|| input("configuration lacks batch_size"))? as usize;
+    let arch = cfg.get("architecture").and_then(Value::as_object).ok_or_else(|| input("configuration lacks 'architecture'"))?;
+    let network_class = arch.get("network_class_name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let arch_kwargs = arch.get("arch_kwargs").and_then(Value::as_object).cloned().ok_or_else(|| input("architecture lacks arch_kwargs"))?;
+    let strides: Vec<Vec<usize>> = arch_kwargs
+        .get("strides")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .ok_or_else(|| input("arch_kwargs lack per-axis 'strides'"))?;
+    let lm = req.dataset_json.label_manager().map_err(|e| input(format!("dataset.json: {e}")))?;
+    let mut in_channels = req.dataset_json.channels().len();
+    if cfg.get("previous_stage").is_some() {
+        return Err(input(format!(
+            "configuration '{}' is a cascade stage (previous_stage); cascade training is not implemented yet",
+            req.configuration
+        )));
+    }
+    in_channels = in_channels.max(1);
+    let spec = NetworkSpec { arch_kwargs, in_channels, out_channels: lm.num_segmentation_heads(), deep_supervision: req.trainer.enable_deep_supervision };
+    let settings = LossSettings {
+        batch_dice: cfg.get("batch_dice").and_then(Value::as_bool).unwrap_or(false),
+        ignore_label: lm.ignore_label,
+        regions: lm.regions.clone(),
+    };
+    let ident = cfg.get("data_identifier").and_then(Value::as_str).ok_or_else(|| input("configuration lacks data_identifier"))?;
+    let data_dir = req.preprocessed_dir.join(ident);
+    if !data_dir.is_dir() {
+        return Err(input(format!(
+            "{}: preprocessed data missing. Run nnUNetv2_preprocess -d {} -plans_name {} -c {} first",
+            data_dir.display(),
+            &req.dataset_name.get(7..10).unwrap_or("?"),
+            req.plans_name,
+            req.configuration
+        )));
+    }
+    let use_mask_for_norm: Vec<bool> = cfg.get("use_mask_for_norm").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
+    Ok(Setup { cfg, patch, batch_size, network_class, spec, strides, settings, data_dir, use_mask_for_norm })
+}
+
+fn convert_key(k: &DataKey) -> AugKey {
+    match k {
+        DataKey::Label(l) => AugKey::Label(*l as i32),
+        DataKey::Region(r) => AugKey::Region(r.iter().map(|&x| x as i32).collect()),
+    }
+}
+
+/// Load the fold's cases into an in-memory source (the whole fold is held in RAM: fine for the datasets this
+/// CPU build trains; a memory-mapped source is the GPU issue's business).
+fn load_cases(dir: &Path, ids: &[String]) -> Result<InMemorySource, TrainError> {
+    let mut src = InMemorySource::default();
+    for id in ids {
+        let c = nnunet_data::storage::read_case(dir, id).map_err(|e| input(e.to_string()))?;
+        let locs: nnunet_augment::ClassLocations = c
+            .properties
+            .class_locations
+            .as_ref()
+            .map(|l| l.0.iter().map(|(k, v)| (convert_key(k), v.clone())).collect())
+            .unwrap_or_default();
+        src.push(
+            nnunet_augment::Tensor::new(c.data, c.channels, c.shape),
+            nnunet_augment::Tensor::new(c.seg, 1, c.shape),
+            locs,
+        );
+    }
+    Ok(src)
+}
+
+fn to_engine_batch(b: nnunet_augment::Batch) -> Batch {
+    let five = |s: &[usize]| -> [usize; 5] { if s.len() == 4 { [s[0], s[1], 1, s[2], s[3]] } else { [s[0], s[1], s[2], s[3], s[4]] } };
+    Batch { image_shape: five(&b.image_shape), image: b.image, targets: b.targets.into_iter().map(|(t, s)| (t, five(&s))).collect() }
+}
+
+fn ignore_key(lm_ignore: Option<i64>, all_labels: &[i64]) -> Option<AugKey> {
+    lm_ignore.map(|_| AugKey::Region(std::iter::once(-1).chain(all_labels.iter().map(|&l| l as i32)).collect()))
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Train one fold. Blocking; reports progress through `events`.
+pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<TrainOutcome, TrainError> {
+    let st = setup(req)?;
+    let lm = req.dataset_json.label_manager().map_err(|e| input(e.to_string()))?;
+    let fold_dir = req.output_dir.join(req.fold.dir_name());
+    std::fs::create_dir_all(&fold_dir).map_err(|e| io(&fold_dir, e))?;
+
+    // copies of the run's inputs next to the folds, as nnU-Net does
+    nnunet_schema::json::write_json_atomic(&req.output_dir.join("plans.json"), &req.plans).map_err(|e| io(&req.output_dir, e))?;
+    nnunet_schema::json::write_json_atomic(&req.output_dir.join("dataset.json"), &req.dataset_json).map_err(|e| io(&req.output_dir, e))?;
+    let fp = req.preprocessed_dir.join("dataset_fingerprint.json");
+    if fp.exists() {
+        std::fs::copy(&fp, req.output_dir.join("dataset_fingerprint.json")).map_err(|e| io(&fp, e))?;
+    }
+
+    // splits
+    let all_ids = nnunet_data::storage::list_cases(&st.data_dir).map_err(|e| input(e.to_string()))?;
+    if all_ids.is_empty() {
+        return Err(input(format!("{}: no preprocessed cases", st.data_dir.display())));
+    }
+    let splits_path = req.preprocessed_dir.join("splits_final.json");
+    let splits = if splits_path.exists() {
+        splits::read_splits(&splits_path).map_err(|e| input(e.to_string()))?
+    } else {
+        let s = splits::default_splits(&all_ids).map_err(|e| input(e.to_string()))?;
+        splits::write_splits(&splits_path, &s).map_err(|e| io(&splits_path, e))?;
+        events(TrainEvent::Message(format!("Created a 5-fold split: {}", splits_path.display())));
+        s
+    };
+    let (train_ids, val_ids) = splits::split_for_fold(&splits, &all_ids, req.fold).map_err(|e| input(e.to_string()))?;
+    events(TrainEvent::Message(format!("fold {}: {} training cases, {} validation cases", req.fold, train_ids.len(), val_ids.len())));
+
+    // data pipeline
+    let da = configure_da(&st.patch);
+    let mut pcfg = PipelineConfig::for_patch(&st.patch);
+    if req.trainer.disable_mirroring {
+        pcfg.mirror_axes = None;
+    } else if let Some(ax) = &req.trainer.mirror_axes {
+        pcfg.mirror_axes = Some(ax.clone());
+    }
+    pcfg.use_mask_for_norm = st.use_mask_for_norm.clone();
+    pcfg.ignore_label = None; // the loss masks the ignore label itself
+    pcfg.ds_scales = if req.trainer.enable_deep_supervision { Some(deep_supervision_scales(&st.strides)) } else { None };
+    let (train_pipe, train_patch) =
+        if req.trainer.data_augmentation { (training_pipeline(&pcfg), da.initial_patch_size.clone()) } else { (validation_pipeline(&pcfg), st.patch.clone()) };
+    let ignore = ignore_key(lm.ignore_label, &lm.all_labels);
+    let src_train = Arc::new(load_cases(&st.data_dir, &train_ids)?);
+    let src_val = Arc::new(load_cases(&st.data_dir, &val_ids)?);
+    let oversampling = Oversampling::LastPercent(req.trainer.oversample_foreground_percent);
+    let mk = |src: Arc<InMemorySource>, patch: &[usize], pipe| {
+        let n = src.cases.len();
+        DataLoader::new(src, (0..n).collect(), st.batch_size, patch, &st.patch, oversampling, ignore.clone(), pipe).map_err(|e| input(e.to_string()))
+    };
+    let train_loader = Arc::new(mk(src_train, &train_patch, train_pipe)?);
+    let val_loader = Arc::new(mk(src_val, &st.patch, validation_pipeline(&pcfg))?);
+    let workers = req.workers.max(1);
+    let mut train_batches = BatchProducer::new(train_loader, workers, 2, req.seed);
+    let mut val_batches = BatchProducer::new(val_loader, workers.div_ceil(2), 2, req.seed ^ 0x5eed);
+
+    // network, optimizer, loss (weights initialised from the run's seed)
+    req.device.seed(req.seed);
+    let dev = req.device.clone().autodiff();
+    let arch = nnunet_core::registry::architectures().map_err(|e| input(e.to_string()))?.get(&st.network_class).map_err(|e| input(e.to_string()))?;
+    let arch = (arch.make)();
+    let mut net: Box<dyn Network> = arch.build(&st.spec, &dev).map_err(|e| input(format!("{}: {e}", st.network_class)))?;
+    let mut optim = sgd(req.trainer.momentum, req.trainer.weight_decay);
+    let loss: Box<dyn Loss> = if st.settings.regions.is_some() { Box::new(DcAndBce) } else { Box::new(DcAndCe) };
+    let ctx = StepContext {
+        loss: loss.as_ref(),
+        settings: &st.settings,
+        deep_supervision: req.trainer.enable_deep_supervision,
+        grad_clip: Some(req.trainer.grad_clip_norm),
+    };
+
+    let mut log = TrainingLog::default();
+    let mut best_ema: Option<f64> = None;
+    let mut start_epoch = 0;
+    if req.continue_training {
+        match checkpoint::resume_candidate(&fold_dir) {
+            Some(dir) => {
+                let (meta, o) = checkpoint::load(&dir, net.as_mut(), Some(optim)).map_err(|e| input(e.to_string()))?;
+                optim = o.expect("optimizer passed in");
+                log = meta.logging;
+                best_ema = meta.best_ema;
+                start_epoch = meta.current_epoch;
+                events(TrainEvent::Message(format!("Resuming from {} at epoch {start_epoch}", dir.display())));
+            }
+            None => events(TrainEvent::Message("--c: no checkpoint found, starting a new training".into())),
+        }
+    }
+
+    let started = LogTime::now();
+    let mut text = TextLog::create(&fold_dir, started).map_err(|e| io(&fold_dir, e))?;
+    let _ = text.log(&format!(
+        "trainer {} | plans {} | configuration {} | fold {} | device {} | patch {:?} | batch {} | network {}",
+        req.trainer_name, req.plans_name, req.configuration, req.fold, req.device_name, st.patch, st.batch_size, st.network_class
+    ));
+    let _ = text.log(&format!("configuration: {}", Value::Object(st.cfg.clone())));
+    let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+    let tb_name = event_file_name(now_wall_time() as u64, &host);
+    let mut tb = EventWriter::create(&fold_dir, &tb_name, now_wall_time()).map_err(|e| io(&fold_dir, e))?;
+    write_debug_json(req, &st, &fold_dir, net.num_params())?;
+
+    let meta_for = |epoch: usize, log: &TrainingLog, best: Option<f64>| CheckpointMeta {
+        current_epoch: epoch,
+        best_ema: best,
+        logging: log.clone(),
+        trainer_name: req.trainer_name.clone(),
+        plans_name: req.plans_name.clone(),
+        configuration: req.configuration.clone(),
+        fold: req.fold.to_string(),
+        network_class_name: st.network_class.clone(),
+        inference_allowed_mirroring_axes: if req.trainer.disable_mirroring { None } else { Some(req.trainer.mirror_axes.clone().unwrap_or(da.mirror_axes.clone())) },
+    };
+    let n_epochs = req.trainer.num_epochs;
+    for epoch in start_epoch..n_epochs {
+        let t0 = Instant::now();
+        let wall0 = now_wall_time();
+        let lr = poly_lr(req.trainer.initial_lr, epoch, n_epochs);
+        let _ = text.epoch_start(LogTime::now(), epoch, lr);
+        let iters = req.trainer.num_iterations_per_epoch;
+        let mut losses = Vec::with_capacity(iters);
+        for it in 0..iters {
+            let b = train_batches.next_batch().map_err(|e| input(e.to_string()))?;
+            losses.push(train_step(net.as_mut(), &mut optim, lr, &to_engine_batch(b), &ctx, &dev));
+            events(TrainEvent::Iteration(epoch, it + 1, iters));
+        }
+        let train_loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+        let mut counts = DiceCounts::default();
+        let mut vlosses = Vec::new();
+        for _ in 0..req.trainer.num_val_iterations_per_epoch {
+            let b = val_batches.next_batch().map_err(|e| input(e.to_string()))?;
+            let (l, c) = validation_step(net.as_ref(), &to_engine_batch(b), &ctx, &dev);
+            vlosses.push(l);
+            counts.add(&c);
+        }
+        let val_loss = vlosses.iter().sum::<f64>() / vlosses.len().max(1) as f64;
+        let dice = counts.dice();
+        let mean_fg = counts.mean_fg_dice();
+        let ema = match log.ema_fg_dice.last() {
+            Some(prev) if !prev.is_nan() => 0.9 * prev + 0.1 * mean_fg,
+            _ => mean_fg,
+        };
+        let seconds = t0.elapsed().as_secs_f64();
+        log.train_losses.push(train_loss);
+        log.val_losses.push(val_loss);
+        log.mean_fg_dice.push(mean_fg);
+        log.ema_fg_dice.push(ema);
+        log.dice_per_class_or_region.push(dice.clone());
+        log.lrs.push(lr);
+        log.epoch_start_timestamps.push(wall0);
+        log.epoch_end_timestamps.push(wall0 + seconds);
+        let _ = text.epoch_end(LogTime::now(), train_loss, val_loss, &dice, seconds);
+        let _ = tb.add_scalars_at(
+            &[("train_loss", train_loss as f32), ("val_loss", val_loss as f32), ("mean_fg_dice", mean_fg as f32), ("ema_fg_dice", ema as f32), ("lr", lr as f32), ("epoch_time_s", seconds as f32)],
+            epoch as i64,
+            now_wall_time(),
+        );
+        let _ = tb.flush();
+        let new_best = !ema.is_nan() && best_ema.is_none_or(|b| ema > b);
+        if !req.disable_checkpointing {
+            if (epoch + 1) % req.trainer.save_every == 0 && epoch + 1 != n_epochs {
+                checkpoint::save(&fold_dir.join("checkpoint_latest"), net.as_ref(), Some(&optim), &meta_for(epoch + 1, &log, best_ema)).map_err(|e| input(e.to_string()))?;
+            }
+            if new_best {
+                best_ema = Some(ema);
+                let _ = text.new_best_ema(LogTime::now(), ema);
+                checkpoint::save(&fold_dir.join("checkpoint_best"), net.as_ref(), Some(&optim), &meta_for(epoch + 1, &log, best_ema)).map_err(|e| input(e.to_string()))?;
+            }
+        } else if new_best {
+            best_ema = Some(ema);
+        }
+        let curves = ProgressCurves {
+            train_losses: log.train_losses.clone(),
+            val_losses: log.val_losses.clone(),
+            mean_fg_dice: log.mean_fg_dice.clone(),
+            ema_fg_dice: log.ema_fg_dice.clone(),
+            epoch_durations: log.epoch_end_timestamps.iter().zip(&log.epoch_start_timestamps).map(|(e, s)| e - s).collect(),
+            lrs: log.lrs.clone(),
+        };
+        let _ = write_progress_png(&fold_dir.join("progress.png"), &curves);
+        events(TrainEvent::EpochEnd { epoch, train_loss, val_loss, dice, ema, seconds, lr, new_best });
+    }
+    if !req.disable_checkpointing {
+        checkpoint::save(&fold_dir.join("checkpoint_final"), net.as_ref(), Some(&optim), &meta_for(n_epochs, &log, best_ema)).map_err(|e| input(e.to_string()))?;
+        let _ = std::fs::remove_dir_all(fold_dir.join("checkpoint_latest"));
+    }
+    write_debug_json(req, &st, &fold_dir, net.num_params())?;
+    let _ = text.log("Training done.");
+    Ok(TrainOutcome { fold_dir, epochs_run: n_epochs.saturating_sub(start_epoch), log })
+}
+
+fn write_debug_json(req: &TrainRequest, st: &Setup, fold_dir: &Path, params: usize) -> Result<(), TrainError> {
+    let v = json!({
+        "trainer_name": req.trainer_name,
+        "trainer_config": req.trainer,
+        "plans_name": req.plans_name,
+        "configuration": req.configuration,
+        "configuration_resolved": Value::Object(st.cfg.clone()),
+        "fold": req.fold.to_string(),
+        "network_class_name": st.network_class,
+        "num_parameters": params,
+        "patch_size": st.patch,
+        "batch_size": st.batch_size,
+        "loss_settings": {"batch_dice": st.settings.batch_dice, "ignore_label": st.settings.ignore_label, "regions": st.settings.regions},
+        "device": req.device_name,
+        "backend": nnunet_core::compiled_backends().join(", "),
+        "precision": "fp32",
+        "nnunet_version": env!("CARGO_PKG_VERSION"),
+        "burn_version": "0.22.1",
+        "data_augmentation_workers": req.workers,
+        "peak_host_memory_bytes": peak_rss_bytes(),
+        "peak_device_memory_bytes": Value::Null,
+    });
+    nnunet_schema::json::write_json_atomic(&fold_dir.join("debug.json"), &v).map_err(|e| io(fold_dir, e))
+}

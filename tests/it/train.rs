@@ -1,0 +1,99 @@
+//! nnUNetv2_train on real data (the embedded Hippocampus subset) with a tiny configuration that inherits the
+//! planned 3d_fullres: the loss falls and the pseudo Dice rises; every output nnU-Net writes is there; the trained
+//! model then predicts and is evaluated through nnU-Net's commands.
+
+use nnunet_tests::{aliases_dir, repo_root, run, tempfile_like::TempDir};
+use serde_json::{Value, json};
+use std::path::Path;
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let t = dst.join(e.file_name());
+        if e.path().is_dir() { copy_dir(&e.path(), &t) } else { std::fs::copy(e.path(), t).map(|_| ()).unwrap() }
+    }
+}
+
+#[test]
+fn training_learns_on_real_data_and_the_model_predicts() {
+    let bin = aliases_dir();
+    let work = TempDir::new("nnunet-train");
+    let (raw, pre, res) = (work.path().join("raw"), work.path().join("pre"), work.path().join("res"));
+    copy_dir(&repo_root().join("examples/data/Dataset004_Hippocampus"), &raw.join("Dataset004_Hippocampus"));
+    let env = [("nnUNet_raw", raw.as_path()), ("nnUNet_preprocessed", pre.as_path()), ("nnUNet_results", res.as_path())];
+    let r = run(&bin.path().join("nnUNetv2_plan_and_preprocess"), &["-d", "4", "-c", "3d_fullres", "-np", "2", "-npfp", "2", "--no_pbar"], &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // a tiny configuration: 3 stages, 4..16 features, patch 24x32x24, batch 2 (inherits data, spacing, normalization)
+    let plans_path = pre.join("Dataset004_Hippocampus/nnUNetPlans.json");
+    let mut plans: Value = serde_json::from_str(&std::fs::read_to_string(&plans_path).unwrap()).unwrap();
+    let mut arch = plans["configurations"]["3d_fullres"]["architecture"].clone();
+    let k = &mut arch["arch_kwargs"];
+    k["n_stages"] = json!(3);
+    k["features_per_stage"] = json!([4, 8, 16]);
+    k["kernel_sizes"] = json!([[3, 3, 3], [3, 3, 3], [3, 3, 3]]);
+    k["strides"] = json!([[1, 1, 1], [2, 2, 2], [2, 2, 2]]);
+    k["n_conv_per_stage"] = json!([2, 2, 2]);
+    k["n_conv_per_stage_decoder"] = json!([2, 2]);
+    plans["configurations"]["3d_tiny"] = json!({"inherits_from": "3d_fullres", "patch_size": [24, 32, 24], "batch_size": 2, "architecture": arch});
+    std::fs::write(&plans_path, serde_json::to_string_pretty(&plans).unwrap()).unwrap();
+
+    let r = run(&bin.path().join("nnUNetv2_train"), &["4", "3d_tiny", "0", "-tr", "nnUNetTrainerSmoke", "-device", "cpu"], &env);
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let out = res.join("Dataset004_Hippocampus/nnUNetTrainerSmoke__nnUNetPlans__3d_tiny");
+    let fold = out.join("fold_0");
+    for f in ["checkpoint_final/network.bpk", "checkpoint_final/optimizer.bpk", "checkpoint_final/checkpoint.json", "checkpoint_best/network.bpk", "progress.png", "debug.json"] {
+        assert!(fold.join(f).exists(), "{f} missing");
+    }
+    assert!(!fold.join("checkpoint_latest").exists(), "checkpoint_latest is removed at the end");
+    for f in ["plans.json", "dataset.json", "dataset_fingerprint.json"] {
+        assert!(out.join(f).exists(), "{f} copy missing");
+    }
+    let names: Vec<String> = std::fs::read_dir(&fold).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().any(|n| n.starts_with("events.out.tfevents.")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("training_log_") && n.ends_with(".txt")), "{names:?}");
+    assert!(pre.join("Dataset004_Hippocampus/splits_final.json").exists());
+
+    // learning: loss falls, pseudo Dice rises (first vs last epoch)
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(fold.join("checkpoint_final/checkpoint.json")).unwrap()).unwrap();
+    let series = |k: &str| -> Vec<f64> { serde_json::from_value(meta["logging"][k].clone()).unwrap() };
+    let (tl, dice) = (series("train_losses"), series("mean_fg_dice"));
+    assert_eq!(tl.len(), 5, "{meta}");
+    assert!(tl[4] < tl[0], "train loss did not fall: {tl:?}");
+    assert!(dice[4] > dice[0], "pseudo Dice did not rise: {dice:?}");
+    assert_eq!(meta["current_epoch"], json!(5));
+    let debug: Value = serde_json::from_str(&std::fs::read_to_string(fold.join("debug.json")).unwrap()).unwrap();
+    assert_eq!(debug["backend"], json!("flex"));
+    assert!(debug["peak_host_memory_bytes"].as_u64().unwrap_or(0) > 0, "{debug}");
+
+    // --c after the final checkpoint: nothing left to train
+    let r = run(&bin.path().join("nnUNetv2_train"), &["4", "3d_tiny", "0", "-tr", "nnUNetTrainerSmoke", "-device", "cpu", "--c"], &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("0 epochs"), "{}", r.stdout);
+
+    // the trained model predicts two validation cases; evaluation reports a Dice
+    let splits: Value = serde_json::from_str(&std::fs::read_to_string(pre.join("Dataset004_Hippocampus/splits_final.json")).unwrap()).unwrap();
+    let val: Vec<String> = serde_json::from_value(splits[0]["val"].clone()).unwrap();
+    let (inp, gt, pred) = (work.path().join("in"), work.path().join("gt"), work.path().join("pred"));
+    std::fs::create_dir_all(&inp).unwrap();
+    std::fs::create_dir_all(&gt).unwrap();
+    for case in val.iter().take(2) {
+        let src = raw.join("Dataset004_Hippocampus");
+        std::fs::copy(src.join(format!("imagesTr/{case}_0000.nii.gz")), inp.join(format!("{case}_0000.nii.gz"))).unwrap();
+        std::fs::copy(src.join(format!("labelsTr/{case}.nii.gz")), gt.join(format!("{case}.nii.gz"))).unwrap();
+    }
+    let r = run(
+        &bin.path().join("nnUNetv2_predict"),
+        &["-i", inp.to_str().unwrap(), "-o", pred.to_str().unwrap(), "-d", "4", "-c", "3d_tiny", "-tr", "nnUNetTrainerSmoke", "-f", "0", "-device", "cpu", "--disable_tta"],
+        &env,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let summary = work.path().join("summary.json");
+    let r = run(&bin.path().join("nnUNetv2_evaluate_simple"), &[gt.to_str().unwrap(), pred.to_str().unwrap(), "-l", "1", "2", "-o", summary.to_str().unwrap()], &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap().replace("NaN", "null")).unwrap();
+    let d = s["foreground_mean"]["Dice"].as_f64().unwrap_or(0.0);
+    assert!(d > 0.0, "a trained model should overlap the hippocampus at least a little: {}", s["foreground_mean"]);
+    eprintln!("smoke training: train loss {tl:?}, pseudo Dice {dice:?}, validation-case Dice {d:.3}");
+}
