@@ -54,6 +54,11 @@ fn training_learns_on_real_data_and_the_model_predicts() {
     assert!(names.iter().any(|n| n.starts_with("events.out.tfevents.")), "{names:?}");
     assert!(names.iter().any(|n| n.starts_with("training_log_") && n.ends_with(".txt")), "{names:?}");
     assert!(pre.join("Dataset004_Hippocampus/splits_final.json").exists());
+    // final validation: every validation case predicted from its preprocessed arrays, evaluated
+    let vsum: Value = serde_json::from_str(&std::fs::read_to_string(fold.join("validation/summary.json")).unwrap().replace("NaN", "null")).unwrap();
+    assert_eq!(vsum["metric_per_case"].as_array().unwrap().len(), 5, "24 cases -> 5 validation cases in fold 0");
+    let val_dice = vsum["foreground_mean"]["Dice"].as_f64().unwrap_or(0.0);
+    assert!(r.stdout.contains("Mean Validation Dice"), "{}", r.stdout);
 
     // learning: loss falls, pseudo Dice rises (first vs last epoch)
     let meta: Value = serde_json::from_str(&std::fs::read_to_string(fold.join("checkpoint_final/checkpoint.json")).unwrap()).unwrap();
@@ -95,5 +100,10 @@ fn training_learns_on_real_data_and_the_model_predicts() {
     let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap().replace("NaN", "null")).unwrap();
     let d = s["foreground_mean"]["Dice"].as_f64().unwrap_or(0.0);
     assert!(d > 0.0, "a trained model should overlap the hippocampus at least a little: {}", s["foreground_mean"]);
-    eprintln!("smoke training: train loss {tl:?}, pseudo Dice {dice:?}, validation-case Dice {d:.3}");
+    eprintln!("smoke training: train loss {tl:?}, pseudo Dice {dice:?}, fold-0 validation Dice {val_dice:.3}, predicted-case Dice {d:.3}");
+
+    // --val re-runs only the final validation
+    let r = run(&bin.path().join("nnUNetv2_train"), &["4", "3d_tiny", "0", "-tr", "nnUNetTrainerSmoke", "-device", "cpu", "--val"], &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("validation finished"), "{}", r.stdout);
 }

@@ -537,7 +537,8 @@ impl Predictor {
         out
     }
 
-    fn writer(&self, example: Option<&Path>) -> Result<Box<dyn ImageReaderWriter>, InferenceError> {
+    /// The plans' reader/writer (or the dataset's, determined from `example`).
+    pub fn writer(&self, example: Option<&Path>) -> Result<Box<dyn ImageReaderWriter>, InferenceError> {
         if let Some(rw) = reader_writer_by_name(&self.preprocess.image_reader_writer) {
             return Ok(rw);
         }
@@ -767,8 +768,10 @@ impl Preprocessing<'_> {
     }
 }
 
+/// Export one case's logits (resample back, argmax, un-crop, transpose back) and write `<output>/<case><ending>`
+/// (plus `.npz`/`.pkl`/`.json` when `save_probabilities`).
 #[allow(clippy::too_many_arguments)]
-fn write_case(
+pub fn write_case(
     case: &str,
     logits: &[f32],
     heads: usize,

@@ -83,7 +83,7 @@ fn io(path: &Path, e: impl std::fmt::Display) -> TrainError {
 }
 
 /// Resolved facts of the configuration that the run uses.
-struct Setup {
+pub struct Setup {
     cfg: Map<String, Value>,
     patch: Vec<usize>,
     batch_size: usize,
@@ -374,7 +374,68 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     }
     write_debug_json(req, &st, &fold_dir, net.num_params())?;
     let _ = text.log("Training done.");
+    if !req.disable_checkpointing {
+        drop(net);
+        let s = final_validation(req, &st, &fold_dir, &val_ids, "checkpoint_final", events)?;
+        let _ = text.log(&format!("Mean Validation Dice: {}", s.foreground_mean.Dice));
+    }
     Ok(TrainOutcome { fold_dir, epochs_run: n_epochs.saturating_sub(start_epoch), log })
+}
+
+/// nnU-Net's `perform_actual_validation`: predict the fold's validation cases from their preprocessed arrays with the
+/// final checkpoint (sliding window, step 0.5, Gaussian, mirroring as the trainer allows), export them to
+/// `fold_X/validation/<case><ending>` and evaluate against `gt_segmentations` into `validation/summary.json`.
+pub fn final_validation(
+    req: &TrainRequest,
+    st: &Setup,
+    fold_dir: &Path,
+    val_ids: &[String],
+    checkpoint_name: &str,
+    events: &mut dyn FnMut(TrainEvent),
+) -> Result<nnunet_evaluate::Summary, TrainError> {
+    use crate::inference::{Predictor, write_case};
+    let fold_name = match req.fold {
+        Fold::All => "all".to_string(),
+        Fold::Index(i) => i.to_string(),
+    };
+    let predictor = Predictor::from_model_folder(&req.output_dir, Some(&[fold_name]), checkpoint_name, &req.device).map_err(|e| input(e.to_string()))?;
+    let out = fold_dir.join("validation");
+    std::fs::create_dir_all(&out).map_err(|e| io(&out, e))?;
+    let rw = predictor.writer(None).map_err(|e| input(e.to_string()))?;
+    let ending = req.dataset_json.file_ending.clone();
+    let mirror = predictor.allowed_mirroring_axes.as_ref().is_some_and(|a| !a.is_empty());
+    for (i, id) in val_ids.iter().enumerate() {
+        let c = nnunet_data::storage::read_case(&st.data_dir, id).map_err(|e| input(e.to_string()))?;
+        let [z, y, x] = c.shape;
+        let logits = predictor.predict_preprocessed(&c.data, [c.channels, z, y, x], 0.5, mirror);
+        write_case(id, &logits, predictor.num_heads(), c.shape, &c.properties, &predictor.export, rw.as_ref(), &out, &ending, false)
+            .map_err(|e| input(format!("validation case {id}: {e}")))?;
+        events(TrainEvent::Message(format!("validation: predicted {id} ({}/{})", i + 1, val_ids.len())));
+    }
+    let gt = req.preprocessed_dir.join("gt_segmentations");
+    let (labels, ignore) = nnunet_evaluate::labels_or_regions_from_dataset(&req.dataset_json).map_err(input)?;
+    let summary = nnunet_evaluate::compute_metrics_on_folder(&gt, &out, Some(&out.join("summary.json")), rw.as_ref(), &ending, &labels, ignore, req.workers, true)
+        .map_err(|e| input(e.to_string()))?;
+    events(TrainEvent::Message(format!(
+        "Mean Validation Dice: {} ({})",
+        format!("{:.4}", summary.foreground_mean.Dice),
+        out.join("summary.json").display()
+    )));
+    Ok(summary)
+}
+
+/// `--val` / `--val_best`: only the final validation of a trained fold (with `checkpoint_final` or `checkpoint_best`).
+pub fn validate_only(req: &TrainRequest, best: bool, events: &mut dyn FnMut(TrainEvent)) -> Result<nnunet_evaluate::Summary, TrainError> {
+    let st = setup(req)?;
+    let fold_dir = req.output_dir.join(req.fold.dir_name());
+    let chk = if best { "checkpoint_best" } else { "checkpoint_final" };
+    if !fold_dir.join(chk).join("checkpoint.json").exists() {
+        return Err(input(format!("{}: no {chk}; train this fold first", fold_dir.display())));
+    }
+    let all_ids = nnunet_data::storage::list_cases(&st.data_dir).map_err(|e| input(e.to_string()))?;
+    let splits = splits::read_splits(&req.preprocessed_dir.join("splits_final.json")).map_err(|e| input(e.to_string()))?;
+    let (_, val_ids) = splits::split_for_fold(&splits, &all_ids, req.fold).map_err(|e| input(e.to_string()))?;
+    final_validation(req, &st, &fold_dir, &val_ids, chk, events)
 }
 
 fn write_debug_json(req: &TrainRequest, st: &Setup, fold_dir: &Path, params: usize) -> Result<(), TrainError> {

@@ -41,7 +41,7 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     (
         "train",
         train::run,
-        "implemented on the CPU (nnUNetTrainer recipe and presets); not yet: final validation (--val), -num_gpus > 1, -pretrained_weights, cascade, -device cuda",
+        "implemented on the CPU (nnUNetTrainer recipe, presets, final validation, --val/--val_best); not yet: -num_gpus > 1, -pretrained_weights, cascade, -device cuda",
     ),
     (
         "predict",

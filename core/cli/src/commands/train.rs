@@ -38,9 +38,6 @@ pub fn run(p: &Parsed) -> Result<()> {
     if p.string("pretrained_weights").is_some() {
         return Err(anyhow::Error::new(NotImplemented("nnUNetv2_train -pretrained_weights".into())));
     }
-    if p.flag("val") || p.flag("val_best") {
-        return Err(anyhow::Error::new(NotImplemented("nnUNetv2_train --val / --val_best (final validation)".into())));
-    }
     let (device, device_name) = device(&p.string("device").unwrap_or_else(|| "cuda".into()))?;
     let name = paths::resolve_dataset_name(&dataset)?;
     let pre = paths::env_dir(PREPROCESSED)?.join(&name);
@@ -71,7 +68,7 @@ pub fn run(p: &Parsed) -> Result<()> {
     let pb = ProgressBar::new(req.trainer.num_iterations_per_epoch as u64);
     pb.set_style(ProgressStyle::with_template("epoch {msg} {bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}]").expect("valid template"));
     let mut on_event = |e: TrainEvent| match e {
-        TrainEvent::Message(m) => pb.println(m),
+        TrainEvent::Message(m) => pb.suspend(|| println!("{m}")),
         TrainEvent::Iteration(epoch, it, n) => {
             if it == 1 {
                 pb.reset();
@@ -82,13 +79,23 @@ pub fn run(p: &Parsed) -> Result<()> {
         }
         TrainEvent::EpochEnd { epoch, train_loss, val_loss, dice, ema, seconds, lr, new_best } => {
             let d: Vec<String> = dice.iter().map(|x| format!("{x:.4}")).collect();
-            pb.println(format!(
+            let line = format!(
                 "epoch {epoch}: lr {lr:.5}  train_loss {train_loss:.4}  val_loss {val_loss:.4}  pseudo dice [{}]  ema {ema:.4}  {seconds:.1} s{}",
                 d.join(", "),
                 if new_best { "  (new best EMA)" } else { "" }
-            ));
+            );
+            pb.suspend(|| println!("{line}"));
         }
     };
+    if p.flag("val") || p.flag("val_best") {
+        if p.flag("val_best") && p.flag("disable_checkpointing") {
+            return Err(user("--val_best is not compatible with --disable_checkpointing"));
+        }
+        let s = nnunet_engine::run::validate_only(&req, p.flag("val_best"), &mut on_event).map_err(|e| user(e.to_string()))?;
+        pb.finish_and_clear();
+        println!("validation finished: foreground mean Dice {:.4}", s.foreground_mean.Dice);
+        return Ok(());
+    }
     let out = nnunet_engine::run::train(&req, &mut on_event).map_err(|e| user(e.to_string()))?;
     pb.finish_and_clear();
     println!("training finished: {} epochs, results in {}", out.epochs_run, out.fold_dir.display());
