@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded dataset: nnU-Net's own commands, run by this project's binary through
-# nnU-Net's command names. Grows as stages land: integrity check + fingerprint → plans → (preprocess → train →
-# predict → evaluate).
+# nnU-Net's command names: integrity check + fingerprint → plans (default and ResEnc M) → preprocessing → training
+# (a tiny configuration inheriting the planned 3d_fullres, nnUNetTrainerSmoke: 5 x 80 iterations on the CPU, about
+# 4 minutes) with final validation → prediction → evaluation.
 #
 #   ./examples/demo.sh [WORKDIR]      (default: a fresh temp folder; kept so you can look at the outputs)
 set -euo pipefail
@@ -28,16 +29,24 @@ echo "== dataset: $nnUNet_raw/Dataset004_Hippocampus ($(ls "$nnUNet_raw/Dataset0
 
 run() { echo; echo "\$ $*"; "$@"; }
 
-run nnUNetv2_plan_and_preprocess -d 4 --verify_dataset_integrity --no_pp -npfp 2
+run nnUNetv2_plan_and_preprocess -d 4 --verify_dataset_integrity -c 3d_fullres -np 2 -npfp 2 --no_pbar
 run nnUNetv2_plan_experiment -d 4 -pl nnUNetPlannerResEncM
+run "$bin" summary -d 4 -c 3d_fullres
+
+plans="$nnUNet_preprocessed/Dataset004_Hippocampus/nnUNetPlans.json"
+echo
+echo "== adding configuration 3d_tiny (inherits 3d_fullres; 3 stages, 4..16 features) to $plans"
+grep -q '"3d_tiny"' "$plans" || sed -i '/"configurations": {/r '"$repo/examples/data/3d_tiny_configuration.json" "$plans"
+run "$bin" summary -d 4 -c 3d_tiny
+run nnUNetv2_train 4 3d_tiny 0 -tr nnUNetTrainerSmoke -device cpu
+run nnUNetv2_predict -i "$nnUNet_raw/Dataset004_Hippocampus/imagesTr" -o "$work/predictions" -d 4 -c 3d_tiny \
+    -tr nnUNetTrainerSmoke -f 0 -device cpu --disable_tta
+run nnUNetv2_evaluate_folder "$nnUNet_raw/Dataset004_Hippocampus/labelsTr" "$work/predictions" \
+    -djfile "$nnUNet_preprocessed/Dataset004_Hippocampus/dataset.json" -pfile "$plans" -o "$work/predictions/summary.json"
+echo "(the predicted cases include the training cases of fold 0; the held-out Dice is the final validation's above)"
 
 echo
-echo "== outputs in $nnUNet_preprocessed/Dataset004_Hippocampus:"
-ls -l "$nnUNet_preprocessed/Dataset004_Hippocampus"
-for p in nnUNetPlans nnUNetResEncUNetMPlans; do
-    f="$nnUNet_preprocessed/Dataset004_Hippocampus/$p.json"
-    echo "-- $p: $(grep -c '"data_identifier"' "$f") configurations"
-    grep -E '"(data_identifier|batch_size)"' "$f"
-done
+echo "== outputs"
+ls "$nnUNet_preprocessed/Dataset004_Hippocampus" "$nnUNet_results/Dataset004_Hippocampus/nnUNetTrainerSmoke__nnUNetPlans__3d_tiny/fold_0"
 echo
 echo "demo done; work folder: $work"
