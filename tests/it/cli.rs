@@ -15,7 +15,8 @@ fn list_prints_registered_planners_with_origin() {
     let r = run(&nnunet_bin(), &["list"], &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     for name in ["ExperimentPlanner", "ResEncUNetPlanner", "nnUNetPlannerResEncM", "nnUNetPlannerResEncL", "nnUNetPlannerResEncXL"] {
-        let line = r.stdout.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("{name} missing:\n{}", r.stdout));
+        let line =
+            r.stdout.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or_else(|| panic!("{name} missing:\n{}", r.stdout));
         assert!(line.contains("[nnunet_planners]"), "{line}");
     }
     let r = run(&nnunet_bin(), &["list", "planners"], &[]);
@@ -47,7 +48,8 @@ fn train_alias_help_shows_num_gpus() {
 #[test]
 fn every_alias_has_help() {
     let dir = aliases_dir();
-    let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.len() >= 14, "{names:?}");
     for n in names {
         let r = run(&dir.path().join(&n), &["-h"], &[]);
@@ -85,13 +87,18 @@ fn summary_ends_with_pytorch_parameter_count() {
     let fx = nnunet_tests::fixtures().join("Dataset004_Hippocampus");
     for (plans, cfg, want) in [("nnUNetPlans.json", "3d_fullres", 5_603_177), ("nnUNetResEncUNetLPlans.json", "2d", 8_728_681)] {
         let plans_file = fx.join(plans);
-        let r = run(&nnunet_bin(), &["summary", "-d", "Dataset004_Hippocampus", "-c", cfg, "--plans-file", plans_file.to_str().unwrap()], &[]);
+        let r =
+            run(&nnunet_bin(), &["summary", "-d", "Dataset004_Hippocampus", "-c", cfg, "--plans-file", plans_file.to_str().unwrap()], &[]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert_eq!(r.stdout.lines().last(), Some(format!("parameters: {want}").as_str()), "{}", r.stdout);
         assert!(r.stdout.contains("full-resolution output"), "{}", r.stdout);
     }
     let plans_file = fx.join("nnUNetPlans.json");
-    let r = run(&nnunet_bin(), &["summary", "-d", "Dataset004_Hippocampus", "-c", "3d_lowres", "--plans-file", plans_file.to_str().unwrap()], &[]);
+    let r = run(
+        &nnunet_bin(),
+        &["summary", "-d", "Dataset004_Hippocampus", "-c", "3d_lowres", "--plans-file", plans_file.to_str().unwrap()],
+        &[],
+    );
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("3d_lowres"), "{}", r.stderr);
 }

@@ -1,17 +1,7 @@
 //! nnUNetv2_evaluate_folder / evaluate_simple through the aliases: summary.json byte-identical to what nnU-Net
 //! 2.8.1 wrote for the same folders (tests/fixtures/evaluation, relative paths as in its README).
 
-use nnunet_tests::{aliases_dir, fixtures, run_in, tempfile_like::TempDir};
-use std::path::Path;
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let t = dst.join(e.file_name());
-        if e.path().is_dir() { copy_dir(&e.path(), &t) } else { std::fs::copy(e.path(), t).map(|_| ()).unwrap() }
-    }
-}
+use nnunet_tests::{aliases_dir, copy_dir, fixtures, run_in, tempfile_like::TempDir};
 
 #[test]
 fn evaluate_commands_write_nnunets_summary() {
@@ -19,9 +9,21 @@ fn evaluate_commands_write_nnunets_summary() {
     let work = TempDir::new("nnunet-eval");
     copy_dir(&fixtures().join("evaluation"), work.path());
     let cases: [(&str, &[&str], &str); 3] = [
-        ("nnUNetv2_evaluate_folder", &["ref", "pred", "-djfile", "dataset.json", "-pfile", "plans.json", "-o", "ours_folder.json", "-np", "2"], "summary_folder.json"),
-        ("nnUNetv2_evaluate_folder", &["ref", "pred", "-djfile", "dataset_regions.json", "-pfile", "plans.json", "-o", "ours_regions.json", "-np", "2"], "summary_regions.json"),
-        ("nnUNetv2_evaluate_simple", &["ref_ignore", "pred", "-l", "1", "2", "4", "-il", "3", "-o", "ours_simple_ignore.json", "-np", "2"], "summary_simple_ignore.json"),
+        (
+            "nnUNetv2_evaluate_folder",
+            &["ref", "pred", "-djfile", "dataset.json", "-pfile", "plans.json", "-o", "ours_folder.json", "-np", "2"],
+            "summary_folder.json",
+        ),
+        (
+            "nnUNetv2_evaluate_folder",
+            &["ref", "pred", "-djfile", "dataset_regions.json", "-pfile", "plans.json", "-o", "ours_regions.json", "-np", "2"],
+            "summary_regions.json",
+        ),
+        (
+            "nnUNetv2_evaluate_simple",
+            &["ref_ignore", "pred", "-l", "1", "2", "4", "-il", "3", "-o", "ours_simple_ignore.json", "-np", "2"],
+            "summary_simple_ignore.json",
+        ),
     ];
     for (cmd, args, want) in cases {
         let r = run_in(Some(work.path()), &bin.path().join(cmd), args, &[]);
@@ -36,6 +38,11 @@ fn evaluate_commands_write_nnunets_summary() {
     let r = run_in(Some(work.path()), &bin.path().join("nnUNetv2_evaluate_simple"), &["ref", "pred", "-l", "1", "2", "-o", "x.json"], &[]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("hippocampus_001"), "{}", r.stderr);
-    let r = run_in(Some(work.path()), &bin.path().join("nnUNetv2_evaluate_simple"), &["ref", "pred", "-l", "1", "2", "-o", "x.json", "--chill"], &[]);
+    let r = run_in(
+        Some(work.path()),
+        &bin.path().join("nnUNetv2_evaluate_simple"),
+        &["ref", "pred", "-l", "1", "2", "-o", "x.json", "--chill"],
+        &[],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
 }

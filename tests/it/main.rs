@@ -2,7 +2,7 @@
 
 mod cli;
 mod conformance;
+mod evaluate;
 mod pipeline;
 mod predict;
-mod evaluate;
 mod train;

@@ -2,18 +2,8 @@
 //! planned 3d_fullres: the loss falls and the pseudo Dice rises; every output nnU-Net writes is there; the trained
 //! model then predicts and is evaluated through nnU-Net's commands.
 
-use nnunet_tests::{aliases_dir, repo_root, run, tempfile_like::TempDir};
+use nnunet_tests::{aliases_dir, copy_dir, repo_root, run, tempfile_like::TempDir};
 use serde_json::{Value, json};
-use std::path::Path;
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let t = dst.join(e.file_name());
-        if e.path().is_dir() { copy_dir(&e.path(), &t) } else { std::fs::copy(e.path(), t).map(|_| ()).unwrap() }
-    }
-}
 
 #[test]
 fn training_learns_on_real_data_and_the_model_predicts() {
@@ -22,7 +12,11 @@ fn training_learns_on_real_data_and_the_model_predicts() {
     let (raw, pre, res) = (work.path().join("raw"), work.path().join("pre"), work.path().join("res"));
     copy_dir(&repo_root().join("examples/data/Dataset004_Hippocampus"), &raw.join("Dataset004_Hippocampus"));
     let env = [("nnUNet_raw", raw.as_path()), ("nnUNet_preprocessed", pre.as_path()), ("nnUNet_results", res.as_path())];
-    let r = run(&bin.path().join("nnUNetv2_plan_and_preprocess"), &["-d", "4", "-c", "3d_fullres", "-np", "2", "-npfp", "2", "--no_pbar"], &env);
+    let r = run(
+        &bin.path().join("nnUNetv2_plan_and_preprocess"),
+        &["-d", "4", "-c", "3d_fullres", "-np", "2", "-npfp", "2", "--no_pbar"],
+        &env,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     // a tiny configuration: 3 stages, 4..16 features, patch 24x32x24, batch 2 (inherits data, spacing, normalization)
@@ -36,14 +30,22 @@ fn training_learns_on_real_data_and_the_model_predicts() {
     k["strides"] = json!([[1, 1, 1], [2, 2, 2], [2, 2, 2]]);
     k["n_conv_per_stage"] = json!([2, 2, 2]);
     k["n_conv_per_stage_decoder"] = json!([2, 2]);
-    plans["configurations"]["3d_tiny"] = json!({"inherits_from": "3d_fullres", "patch_size": [24, 32, 24], "batch_size": 2, "architecture": arch});
+    plans["configurations"]["3d_tiny"] =
+        json!({"inherits_from": "3d_fullres", "patch_size": [24, 32, 24], "batch_size": 2, "architecture": arch});
     std::fs::write(&plans_path, serde_json::to_string_pretty(&plans).unwrap()).unwrap();
 
     let r = run(&bin.path().join("nnUNetv2_train"), &["4", "3d_tiny", "0", "-tr", "nnUNetTrainerSmoke", "-device", "cpu"], &env);
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     let out = res.join("Dataset004_Hippocampus/nnUNetTrainerSmoke__nnUNetPlans__3d_tiny");
     let fold = out.join("fold_0");
-    for f in ["checkpoint_final/network.bpk", "checkpoint_final/optimizer.bpk", "checkpoint_final/checkpoint.json", "checkpoint_best/network.bpk", "progress.png", "debug.json"] {
+    for f in [
+        "checkpoint_final/network.bpk",
+        "checkpoint_final/optimizer.bpk",
+        "checkpoint_final/checkpoint.json",
+        "checkpoint_best/network.bpk",
+        "progress.png",
+        "debug.json",
+    ] {
         assert!(fold.join(f).exists(), "{f} missing");
     }
     assert!(!fold.join("checkpoint_latest").exists(), "checkpoint_latest is removed at the end");
@@ -55,7 +57,8 @@ fn training_learns_on_real_data_and_the_model_predicts() {
     assert!(names.iter().any(|n| n.starts_with("training_log_") && n.ends_with(".txt")), "{names:?}");
     assert!(pre.join("Dataset004_Hippocampus/splits_final.json").exists());
     // final validation: every validation case predicted from its preprocessed arrays, evaluated
-    let vsum: Value = serde_json::from_str(&std::fs::read_to_string(fold.join("validation/summary.json")).unwrap().replace("NaN", "null")).unwrap();
+    let vsum: Value =
+        serde_json::from_str(&std::fs::read_to_string(fold.join("validation/summary.json")).unwrap().replace("NaN", "null")).unwrap();
     assert_eq!(vsum["metric_per_case"].as_array().unwrap().len(), 5, "24 cases -> 5 validation cases in fold 0");
     let val_dice = vsum["foreground_mean"]["Dice"].as_f64().unwrap_or(0.0);
     assert!(r.stdout.contains("Mean Validation Dice"), "{}", r.stdout);
@@ -78,7 +81,8 @@ fn training_learns_on_real_data_and_the_model_predicts() {
     assert!(r.stdout.contains("0 epochs"), "{}", r.stdout);
 
     // the trained model predicts two validation cases; evaluation reports a Dice
-    let splits: Value = serde_json::from_str(&std::fs::read_to_string(pre.join("Dataset004_Hippocampus/splits_final.json")).unwrap()).unwrap();
+    let splits: Value =
+        serde_json::from_str(&std::fs::read_to_string(pre.join("Dataset004_Hippocampus/splits_final.json")).unwrap()).unwrap();
     let val: Vec<String> = serde_json::from_value(splits[0]["val"].clone()).unwrap();
     let (inp, gt, pred) = (work.path().join("in"), work.path().join("gt"), work.path().join("pred"));
     std::fs::create_dir_all(&inp).unwrap();
@@ -90,12 +94,32 @@ fn training_learns_on_real_data_and_the_model_predicts() {
     }
     let r = run(
         &bin.path().join("nnUNetv2_predict"),
-        &["-i", inp.to_str().unwrap(), "-o", pred.to_str().unwrap(), "-d", "4", "-c", "3d_tiny", "-tr", "nnUNetTrainerSmoke", "-f", "0", "-device", "cpu", "--disable_tta"],
+        &[
+            "-i",
+            inp.to_str().unwrap(),
+            "-o",
+            pred.to_str().unwrap(),
+            "-d",
+            "4",
+            "-c",
+            "3d_tiny",
+            "-tr",
+            "nnUNetTrainerSmoke",
+            "-f",
+            "0",
+            "-device",
+            "cpu",
+            "--disable_tta",
+        ],
         &env,
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let summary = work.path().join("summary.json");
-    let r = run(&bin.path().join("nnUNetv2_evaluate_simple"), &[gt.to_str().unwrap(), pred.to_str().unwrap(), "-l", "1", "2", "-o", summary.to_str().unwrap()], &env);
+    let r = run(
+        &bin.path().join("nnUNetv2_evaluate_simple"),
+        &[gt.to_str().unwrap(), pred.to_str().unwrap(), "-l", "1", "2", "-o", summary.to_str().unwrap()],
+        &env,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap().replace("NaN", "null")).unwrap();
     let d = s["foreground_mean"]["Dice"].as_f64().unwrap_or(0.0);

@@ -12,9 +12,9 @@
 
 use burn::optim::SgdConfig;
 use burn::tensor::{Device, Distribution, Tensor};
+use nnunet_core::Architecture;
 use nnunet_core::architecture::NetworkSpec;
 use nnunet_core::topology::Topology;
-use nnunet_core::Architecture;
 
 /// The small topologies the suite runs (2D and 3D, one anisotropic), shaped like nnU-Net's planner output.
 pub fn topologies() -> Vec<Topology> {

@@ -26,6 +26,20 @@ pub fn nnunet_bin() -> PathBuf {
     bin
 }
 
+/// Copy a folder tree (test fixtures into a temp work folder).
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap_or_else(|e| panic!("{}: {e}", dst.display()));
+    for e in std::fs::read_dir(src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
+        let e = e.expect("dir entry");
+        let t = dst.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &t)
+        } else {
+            std::fs::copy(e.path(), &t).unwrap_or_else(|err| panic!("{}: {err}", t.display()));
+        }
+    }
+}
+
 /// Result of one command.
 pub struct Run {
     pub code: i32,

@@ -42,7 +42,12 @@ pub struct NotImplemented(pub String);
 
 impl std::fmt::Display for NotImplemented {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} is not implemented in nnunet {} yet (its flags are parsed; see docs/CLI.md for the status)", self.0, env!("CARGO_PKG_VERSION"))
+        write!(
+            f,
+            "{} is not implemented in nnunet {} yet (its flags are parsed; see docs/CLI.md for the status)",
+            self.0,
+            env!("CARGO_PKG_VERSION")
+        )
     }
 }
 
@@ -113,9 +118,7 @@ pub fn native_command() -> Command {
         .arg_required_else_help(true)
         .subcommand(
             Command::new("list").about("List every registered component (planners, architectures, trainers, losses)").arg(
-                Arg::new("kind")
-                    .value_parser(["planners", "architectures", "trainers", "losses"])
-                    .help("Only this kind of component"),
+                Arg::new("kind").value_parser(["planners", "architectures", "trainers", "losses"]).help("Only this kind of component"),
             ),
         )
         .subcommand(
@@ -138,7 +141,13 @@ pub fn native_command() -> Command {
                 .about("Print the network a plans configuration builds: stages, output shapes for its patch size, parameters")
                 .arg(Arg::new("dataset").short('d').long("dataset").required(true).help("Dataset id or name"))
                 .arg(Arg::new("plans").short('p').long("plans").default_value("nnUNetPlans").help("Plans identifier"))
-                .arg(Arg::new("configuration").short('c').long("configuration").required(true).help("Configuration (inheritance is resolved)"))
+                .arg(
+                    Arg::new("configuration")
+                        .short('c')
+                        .long("configuration")
+                        .required(true)
+                        .help("Configuration (inheritance is resolved)"),
+                )
                 .arg(
                     Arg::new("plans-file")
                         .long("plans-file")

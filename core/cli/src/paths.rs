@@ -59,7 +59,11 @@ pub fn find_dataset_name(id: u32, dirs: &[PathBuf]) -> anyhow::Result<String> {
         0 => Err(user(format!(
             "could not find a dataset with the ID {id} ({prefix}_*) in {}. Make sure the environment variables are set \
              and the dataset folder exists",
-            if dirs.is_empty() { "any folder: none of nnUNet_raw, nnUNet_preprocessed, nnUNet_results is set".to_string() } else { dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ") }
+            if dirs.is_empty() {
+                "any folder: none of nnUNet_raw, nnUNet_preprocessed, nnUNet_results is set".to_string()
+            } else {
+                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+            }
         ))),
         _ => {
             names.sort();

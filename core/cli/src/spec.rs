@@ -341,7 +341,13 @@ mod tests {
     #[test]
     fn single_dash_longs_parse() {
         let c = by_alias("nnUNetv2_plan_experiment").unwrap();
-        let p = parse(c, false, "nnUNetv2_plan_experiment", &s(&["-d", "4", "-pl", "nnUNetPlannerResEncM", "-gpu_memory_target", "80", "-overwrite_plans_name", "X"])).unwrap();
+        let p = parse(
+            c,
+            false,
+            "nnUNetv2_plan_experiment",
+            &s(&["-d", "4", "-pl", "nnUNetPlannerResEncM", "-gpu_memory_target", "80", "-overwrite_plans_name", "X"]),
+        )
+        .unwrap();
         assert_eq!(p.ints("d"), vec![4]);
         assert_eq!(p.string("pl").as_deref(), Some("nnUNetPlannerResEncM"));
         assert_eq!(p.float("gpu_memory_target"), Some(80.0));
@@ -351,7 +357,13 @@ mod tests {
     #[test]
     fn native_view_parses_same_dests() {
         let c = by_native("plan-experiment").unwrap();
-        let p = parse(c, true, "nnunet plan-experiment", &s(&["--dataset", "4", "--planner", "nnUNetPlannerResEncL", "--gpu-memory-target", "24"])).unwrap();
+        let p = parse(
+            c,
+            true,
+            "nnunet plan-experiment",
+            &s(&["--dataset", "4", "--planner", "nnUNetPlannerResEncL", "--gpu-memory-target", "24"]),
+        )
+        .unwrap();
         assert_eq!(p.ints("d"), vec![4]);
         assert_eq!(p.string("pl").as_deref(), Some("nnUNetPlannerResEncL"));
         assert_eq!(p.float("gpu_memory_target"), Some(24.0));
@@ -372,7 +384,13 @@ mod tests {
     #[test]
     fn lists_and_prefixes() {
         let c = by_alias("nnUNetv2_plan_and_preprocess").unwrap();
-        let p = parse(c, false, "x", &s(&["-d", "4", "5", "-np", "2", "4", "-overwrite_target_spacing", "1", "1", "1", "--verify", "-gpu_mem", "11"])).unwrap();
+        let p = parse(
+            c,
+            false,
+            "x",
+            &s(&["-d", "4", "5", "-np", "2", "4", "-overwrite_target_spacing", "1", "1", "1", "--verify", "-gpu_mem", "11"]),
+        )
+        .unwrap();
         assert_eq!(p.ints("d"), vec![4, 5]);
         assert_eq!(p.ints("np"), vec![2, 4]);
         assert_eq!(p.strings("overwrite_target_spacing"), s(&["1", "1", "1"]));

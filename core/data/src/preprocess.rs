@@ -47,7 +47,9 @@ fn cfg_err(configuration: &str, m: impl std::fmt::Display) -> DataError {
     DataError::Preprocess(format!("configuration '{configuration}': {m}"))
 }
 
-fn resample_options(cfg: &Map<String, Value>, fn_key: &str, kwargs_key: &str, name: &str) -> Result<ResampleOptions> {
+/// The `ResampleOptions` of a configuration's `fn_key` / `kwargs_key` (e.g. `resampling_fn_data` /
+/// `resampling_fn_data_kwargs`); only nnU-Net's `resample_data_or_seg_to_shape` is supported.
+pub fn resample_options(cfg: &Map<String, Value>, fn_key: &str, kwargs_key: &str, name: &str) -> Result<ResampleOptions> {
     match cfg.get(fn_key).and_then(Value::as_str) {
         Some("resample_data_or_seg_to_shape") => {}
         Some(other) => return Err(cfg_err(name, format!("{fn_key} '{other}' is not supported (only resample_data_or_seg_to_shape)"))),

@@ -76,7 +76,11 @@ pub fn read_meta(dir: &Path) -> Result<CheckpointMeta, CheckpointError> {
 }
 
 /// Load parameters (and optimizer state, when given) from a checkpoint folder.
-pub fn load(dir: &Path, net: &mut dyn Network, optim: Option<ModuleOptimizer>) -> Result<(CheckpointMeta, Option<ModuleOptimizer>), CheckpointError> {
+pub fn load(
+    dir: &Path,
+    net: &mut dyn Network,
+    optim: Option<ModuleOptimizer>,
+) -> Result<(CheckpointMeta, Option<ModuleOptimizer>), CheckpointError> {
     let meta = read_meta(dir)?;
     net.load_file(&dir.join("network.bpk")).map_err(|e| io(dir, e))?;
     let optim = match optim {
@@ -88,5 +92,8 @@ pub fn load(dir: &Path, net: &mut dyn Network, optim: Option<ModuleOptimizer>) -
 
 /// nnU-Net's resume order for `--c`: final, else latest, else best; `None` = start fresh.
 pub fn resume_candidate(fold_dir: &Path) -> Option<PathBuf> {
-    ["checkpoint_final", "checkpoint_latest", "checkpoint_best"].iter().map(|n| fold_dir.join(n)).find(|p| p.join("checkpoint.json").exists())
+    ["checkpoint_final", "checkpoint_latest", "checkpoint_best"]
+        .iter()
+        .map(|n| fold_dir.join(n))
+        .find(|p| p.join("checkpoint.json").exists())
 }

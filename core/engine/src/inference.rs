@@ -378,25 +378,11 @@ pub struct Predictor {
 }
 
 fn resampling_probabilities(cfg: &Map<String, Value>, name: &str) -> Result<ResampleOptions, String> {
-    match cfg.get("resampling_fn_probabilities").and_then(Value::as_str) {
-        Some("resample_data_or_seg_to_shape") | None => {}
-        Some(other) => return Err(format!("configuration '{name}': resampling_fn_probabilities '{other}' is not supported")),
+    if cfg.get("resampling_fn_probabilities").is_none() && cfg.get("resampling_fn_probabilities_kwargs").is_none() {
+        // nnU-Net's default for probabilities: linear, nearest along a separate z axis
+        return Ok(ResampleOptions { is_seg: false, order: 1, order_z: 0, force_separate_z: None, ..ResampleOptions::default() });
     }
-    let mut o = ResampleOptions { is_seg: false, order: 1, order_z: 0, force_separate_z: None, ..ResampleOptions::default() };
-    if let Some(kw) = cfg.get("resampling_fn_probabilities_kwargs").and_then(Value::as_object) {
-        for (k, v) in kw {
-            let bad = || format!("configuration '{name}': resampling_fn_probabilities_kwargs.{k}: unexpected value {v}");
-            match k.as_str() {
-                "is_seg" => o.is_seg = v.as_bool().ok_or_else(bad)?,
-                "order" => o.order = v.as_u64().filter(|&x| x <= 5).ok_or_else(bad)? as usize,
-                "order_z" => o.order_z = v.as_u64().filter(|&x| x <= 5).ok_or_else(bad)? as usize,
-                "force_separate_z" => o.force_separate_z = if v.is_null() { None } else { Some(v.as_bool().ok_or_else(bad)?) },
-                "separate_z_anisotropy_threshold" => o.separate_z_anisotropy_threshold = v.as_f64().ok_or_else(bad)?,
-                _ => return Err(format!("configuration '{name}': resampling_fn_probabilities_kwargs: unknown argument '{k}'")),
-            }
-        }
-    }
-    Ok(o)
+    nnunet_data::preprocess::resample_options(cfg, "resampling_fn_probabilities", "resampling_fn_probabilities_kwargs", name).map_err(|e| e.to_string())
 }
 
 fn perm3(v: Option<&Value>, default: [usize; 3]) -> Option<[usize; 3]> {

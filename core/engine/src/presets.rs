@@ -14,9 +14,11 @@ impl TrainerPreset for Preset {
 
 macro_rules! epochs_preset {
     ($name:literal, $n:expr) => {
-        nnunet_core::register_trainer!($name, concat!("nnUNetTrainer with ", stringify!($n), " epochs (poly LR stretched accordingly)"), || {
-            Box::new(Preset(|c| c.num_epochs = $n))
-        });
+        nnunet_core::register_trainer!(
+            $name,
+            concat!("nnUNetTrainer with ", stringify!($n), " epochs (poly LR stretched accordingly)"),
+            || { Box::new(Preset(|c| c.num_epochs = $n)) }
+        );
     };
 }
 
@@ -37,25 +39,35 @@ epochs_preset!("nnUNetTrainer_750epochs", 750);
 epochs_preset!("nnUNetTrainer_2000epochs", 2000);
 epochs_preset!("nnUNetTrainer_4000epochs", 4000);
 epochs_preset!("nnUNetTrainer_8000epochs", 8000);
-nnunet_core::register_trainer!("nnUNetTrainerNoDeepSupervision", "nnUNetTrainer without deep supervision (single output and target)", || {
-    Box::new(Preset(|c| c.enable_deep_supervision = false))
-});
-nnunet_core::register_trainer!("nnUNetTrainerNoMirroring", "nnUNetTrainer without mirroring augmentation and without mirroring TTA", || {
-    Box::new(Preset(|c| {
-        c.disable_mirroring = true;
-        c.mirror_axes = Some(vec![]);
-    }))
-});
+nnunet_core::register_trainer!(
+    "nnUNetTrainerNoDeepSupervision",
+    "nnUNetTrainer without deep supervision (single output and target)",
+    || { Box::new(Preset(|c| c.enable_deep_supervision = false)) }
+);
+nnunet_core::register_trainer!(
+    "nnUNetTrainerNoMirroring",
+    "nnUNetTrainer without mirroring augmentation and without mirroring TTA",
+    || {
+        Box::new(Preset(|c| {
+            c.disable_mirroring = true;
+            c.mirror_axes = Some(vec![]);
+        }))
+    }
+);
 nnunet_core::register_trainer!("nnUNetTrainer_onlyMirror01", "nnUNetTrainer mirroring only axes 0 and 1 (training and TTA)", || {
     Box::new(Preset(|c| c.mirror_axes = Some(vec![0, 1])))
 });
-nnunet_core::register_trainer!("nnUNetTrainerNoDA", "nnUNetTrainer without data augmentation (patch = sampling patch, no mirroring TTA)", || {
-    Box::new(Preset(|c| {
-        c.data_augmentation = false;
-        c.disable_mirroring = true;
-        c.mirror_axes = Some(vec![]);
-    }))
-});
+nnunet_core::register_trainer!(
+    "nnUNetTrainerNoDA",
+    "nnUNetTrainer without data augmentation (patch = sampling patch, no mirroring TTA)",
+    || {
+        Box::new(Preset(|c| {
+            c.data_augmentation = false;
+            c.disable_mirroring = true;
+            c.mirror_axes = Some(vec![]);
+        }))
+    }
+);
 
 nnunet_core::register_trainer!(
     "nnUNetTrainerSmoke",

@@ -55,7 +55,16 @@ pub enum TrainEvent {
     Message(String),
     /// `(epoch, iteration, iterations)` during the training part of an epoch.
     Iteration(usize, usize, usize),
-    EpochEnd { epoch: usize, train_loss: f64, val_loss: f64, dice: Vec<f64>, ema: f64, seconds: f64, lr: f64, new_best: bool },
+    EpochEnd {
+        epoch: usize,
+        train_loss: f64,
+        val_loss: f64,
+        dice: Vec<f64>,
+        ema: f64,
+        seconds: f64,
+        lr: f64,
+        new_best: bool,
+    },
 }
 
 /// Result of a run.
@@ -96,11 +105,13 @@ pub struct Setup {
 }
 
 fn usize_list(v: Option<&Value>, what: &str) -> Result<Vec<usize>, TrainError> {
-    v.and_then(|v| serde_json::from_value::<Vec<usize>>(v.clone()).ok()).ok_or_else(|| input(format!("configuration lacks a valid '{what}'")))
+    v.and_then(|v| serde_json::from_value::<Vec<usize>>(v.clone()).ok())
+        .ok_or_else(|| input(format!("configuration lacks a valid '{what}'")))
 }
 
 fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
-    let cfg = nnunet_schema::plans::resolve_configuration(&req.plans, &req.configuration).map_err(|e| input(format!("{}: {e}", req.plans_name)))?;
+    let cfg = nnunet_schema::plans::resolve_configuration(&req.plans, &req.configuration)
+        .map_err(|e| input(format!("{}: {e}", req.plans_name)))?;
     let patch = usize_list(cfg.get("patch_size"), "patch_size")?;
     let batch_size = cfg.get("batch_size").and_then(Value::as_u64).ok_or_else(|| input("configuration lacks batch_size"))? as usize;
     let arch = cfg.get("architecture").and_then(Value::as_object).ok_or_else(|| input("configuration lacks 'architecture'"))?;
@@ -119,7 +130,12 @@ fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
         )));
     }
     in_channels = in_channels.max(1);
-    let spec = NetworkSpec { arch_kwargs, in_channels, out_channels: lm.num_segmentation_heads(), deep_supervision: req.trainer.enable_deep_supervision };
+    let spec = NetworkSpec {
+        arch_kwargs,
+        in_channels,
+        out_channels: lm.num_segmentation_heads(),
+        deep_supervision: req.trainer.enable_deep_supervision,
+    };
     let settings = LossSettings {
         batch_dice: cfg.get("batch_dice").and_then(Value::as_bool).unwrap_or(false),
         ignore_label: lm.ignore_label,
@@ -136,7 +152,8 @@ fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
             req.configuration
         )));
     }
-    let use_mask_for_norm: Vec<bool> = cfg.get("use_mask_for_norm").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
+    let use_mask_for_norm: Vec<bool> =
+        cfg.get("use_mask_for_norm").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
     Ok(Setup { cfg, patch, batch_size, network_class, spec, strides, settings, data_dir, use_mask_for_norm })
 }
 
@@ -159,11 +176,7 @@ fn load_cases(dir: &Path, ids: &[String]) -> Result<InMemorySource, TrainError> 
             .as_ref()
             .map(|l| l.0.iter().map(|(k, v)| (convert_key(k), v.clone())).collect())
             .unwrap_or_default();
-        src.push(
-            nnunet_augment::Tensor::new(c.data, c.channels, c.shape),
-            nnunet_augment::Tensor::new(c.seg, 1, c.shape),
-            locs,
-        );
+        src.push(nnunet_augment::Tensor::new(c.data, c.channels, c.shape), nnunet_augment::Tensor::new(c.seg, 1, c.shape), locs);
     }
     Ok(src)
 }
@@ -228,15 +241,19 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     pcfg.use_mask_for_norm = st.use_mask_for_norm.clone();
     pcfg.ignore_label = None; // the loss masks the ignore label itself
     pcfg.ds_scales = if req.trainer.enable_deep_supervision { Some(deep_supervision_scales(&st.strides)) } else { None };
-    let (train_pipe, train_patch) =
-        if req.trainer.data_augmentation { (training_pipeline(&pcfg), da.initial_patch_size.clone()) } else { (validation_pipeline(&pcfg), st.patch.clone()) };
+    let (train_pipe, train_patch) = if req.trainer.data_augmentation {
+        (training_pipeline(&pcfg), da.initial_patch_size.clone())
+    } else {
+        (validation_pipeline(&pcfg), st.patch.clone())
+    };
     let ignore = ignore_key(lm.ignore_label, &lm.all_labels);
     let src_train = Arc::new(load_cases(&st.data_dir, &train_ids)?);
     let src_val = Arc::new(load_cases(&st.data_dir, &val_ids)?);
     let oversampling = Oversampling::LastPercent(req.trainer.oversample_foreground_percent);
     let mk = |src: Arc<InMemorySource>, patch: &[usize], pipe| {
         let n = src.cases.len();
-        DataLoader::new(src, (0..n).collect(), st.batch_size, patch, &st.patch, oversampling, ignore.clone(), pipe).map_err(|e| input(e.to_string()))
+        DataLoader::new(src, (0..n).collect(), st.batch_size, patch, &st.patch, oversampling, ignore.clone(), pipe)
+            .map_err(|e| input(e.to_string()))
     };
     let train_loader = Arc::new(mk(src_train, &train_patch, train_pipe)?);
     let val_loader = Arc::new(mk(src_val, &st.patch, validation_pipeline(&pcfg))?);
@@ -247,7 +264,10 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     // network, optimizer, loss (weights initialised from the run's seed)
     req.device.seed(req.seed);
     let dev = req.device.clone().autodiff();
-    let arch = nnunet_core::registry::architectures().map_err(|e| input(e.to_string()))?.get(&st.network_class).map_err(|e| input(e.to_string()))?;
+    let arch = nnunet_core::registry::architectures()
+        .map_err(|e| input(e.to_string()))?
+        .get(&st.network_class)
+        .map_err(|e| input(e.to_string()))?;
     let arch = (arch.make)();
     let mut net: Box<dyn Network> = arch.build(&st.spec, &dev).map_err(|e| input(format!("{}: {e}", st.network_class)))?;
     let mut optim = sgd(req.trainer.momentum, req.trainer.weight_decay);
@@ -297,7 +317,11 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         configuration: req.configuration.clone(),
         fold: req.fold.to_string(),
         network_class_name: st.network_class.clone(),
-        inference_allowed_mirroring_axes: if req.trainer.disable_mirroring { None } else { Some(req.trainer.mirror_axes.clone().unwrap_or(da.mirror_axes.clone())) },
+        inference_allowed_mirroring_axes: if req.trainer.disable_mirroring {
+            None
+        } else {
+            Some(req.trainer.mirror_axes.clone().unwrap_or(da.mirror_axes.clone()))
+        },
     };
     let n_epochs = req.trainer.num_epochs;
     for epoch in start_epoch..n_epochs {
@@ -339,7 +363,14 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         log.epoch_end_timestamps.push(wall0 + seconds);
         let _ = text.epoch_end(LogTime::now(), train_loss, val_loss, &dice, seconds);
         let _ = tb.add_scalars_at(
-            &[("train_loss", train_loss as f32), ("val_loss", val_loss as f32), ("mean_fg_dice", mean_fg as f32), ("ema_fg_dice", ema as f32), ("lr", lr as f32), ("epoch_time_s", seconds as f32)],
+            &[
+                ("train_loss", train_loss as f32),
+                ("val_loss", val_loss as f32),
+                ("mean_fg_dice", mean_fg as f32),
+                ("ema_fg_dice", ema as f32),
+                ("lr", lr as f32),
+                ("epoch_time_s", seconds as f32),
+            ],
             epoch as i64,
             now_wall_time(),
         );
@@ -347,12 +378,14 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         let new_best = !ema.is_nan() && best_ema.is_none_or(|b| ema > b);
         if !req.disable_checkpointing {
             if (epoch + 1) % req.trainer.save_every == 0 && epoch + 1 != n_epochs {
-                checkpoint::save(&fold_dir.join("checkpoint_latest"), net.as_ref(), Some(&optim), &meta_for(epoch + 1, &log, best_ema)).map_err(|e| input(e.to_string()))?;
+                checkpoint::save(&fold_dir.join("checkpoint_latest"), net.as_ref(), Some(&optim), &meta_for(epoch + 1, &log, best_ema))
+                    .map_err(|e| input(e.to_string()))?;
             }
             if new_best {
                 best_ema = Some(ema);
                 let _ = text.new_best_ema(LogTime::now(), ema);
-                checkpoint::save(&fold_dir.join("checkpoint_best"), net.as_ref(), Some(&optim), &meta_for(epoch + 1, &log, best_ema)).map_err(|e| input(e.to_string()))?;
+                checkpoint::save(&fold_dir.join("checkpoint_best"), net.as_ref(), Some(&optim), &meta_for(epoch + 1, &log, best_ema))
+                    .map_err(|e| input(e.to_string()))?;
             }
         } else if new_best {
             best_ema = Some(ema);
@@ -369,7 +402,8 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         events(TrainEvent::EpochEnd { epoch, train_loss, val_loss, dice, ema, seconds, lr, new_best });
     }
     if !req.disable_checkpointing {
-        checkpoint::save(&fold_dir.join("checkpoint_final"), net.as_ref(), Some(&optim), &meta_for(n_epochs, &log, best_ema)).map_err(|e| input(e.to_string()))?;
+        checkpoint::save(&fold_dir.join("checkpoint_final"), net.as_ref(), Some(&optim), &meta_for(n_epochs, &log, best_ema))
+            .map_err(|e| input(e.to_string()))?;
         let _ = std::fs::remove_dir_all(fold_dir.join("checkpoint_latest"));
     }
     write_debug_json(req, &st, &fold_dir, net.num_params())?;
@@ -398,7 +432,8 @@ pub fn final_validation(
         Fold::All => "all".to_string(),
         Fold::Index(i) => i.to_string(),
     };
-    let predictor = Predictor::from_model_folder(&req.output_dir, Some(&[fold_name]), checkpoint_name, &req.device).map_err(|e| input(e.to_string()))?;
+    let predictor = Predictor::from_model_folder(&req.output_dir, Some(&[fold_name]), checkpoint_name, &req.device)
+        .map_err(|e| input(e.to_string()))?;
     let out = fold_dir.join("validation");
     std::fs::create_dir_all(&out).map_err(|e| io(&out, e))?;
     let rw = predictor.writer(None).map_err(|e| input(e.to_string()))?;
@@ -414,8 +449,18 @@ pub fn final_validation(
     }
     let gt = req.preprocessed_dir.join("gt_segmentations");
     let (labels, ignore) = nnunet_evaluate::labels_or_regions_from_dataset(&req.dataset_json).map_err(input)?;
-    let summary = nnunet_evaluate::compute_metrics_on_folder(&gt, &out, Some(&out.join("summary.json")), rw.as_ref(), &ending, &labels, ignore, req.workers, true)
-        .map_err(|e| input(e.to_string()))?;
+    let summary = nnunet_evaluate::compute_metrics_on_folder(
+        &gt,
+        &out,
+        Some(&out.join("summary.json")),
+        rw.as_ref(),
+        &ending,
+        &labels,
+        ignore,
+        req.workers,
+        true,
+    )
+    .map_err(|e| input(e.to_string()))?;
     events(TrainEvent::Message(format!(
         "Mean Validation Dice: {} ({})",
         format!("{:.4}", summary.foreground_mean.Dice),

@@ -143,10 +143,8 @@ mod tests {
     fn dice_counts_of_argmax() {
         let dev = Device::default();
         // 3 classes, 4 voxels; argmax = [0, 1, 2, 1]; target = [0, 1, 2, 2]
-        let logits = Tensor::<3>::from_data(
-            TensorData::new(vec![5.0f32, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 5.0, 0.0, 0.0, 5.0, 0.0], [1, 3, 4]),
-            &dev,
-        );
+        let logits =
+            Tensor::<3>::from_data(TensorData::new(vec![5.0f32, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 5.0, 0.0, 0.0, 5.0, 0.0], [1, 3, 4]), &dev);
         let target = Tensor::<3, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 2], [1, 1, 4]), &dev);
         let c = dice_counts(logits, target, &LossSettings::default());
         assert_eq!(c.tp, vec![1.0, 1.0]);

@@ -28,7 +28,8 @@ pub fn evaluate_folder(p: &Parsed) -> Result<()> {
     let dj = required(p, "djfile", "-djfile")?;
     let pf = required(p, "pfile", "-pfile")?;
     let out = path(p, "o");
-    let s = nnunet_evaluate::evaluate_folder(&gt, &pred, &dj, &pf, out.as_deref(), threads(p), p.flag("chill")).map_err(|e| user(e.to_string()))?;
+    let s = nnunet_evaluate::evaluate_folder(&gt, &pred, &dj, &pf, out.as_deref(), threads(p), p.flag("chill"))
+        .map_err(|e| user(e.to_string()))?;
     print_means(&s);
     Ok(())
 }
@@ -70,8 +71,15 @@ pub fn apply_postprocessing(p: &Parsed) -> Result<()> {
     let output = required(p, "o", "-o")?;
     let pp = required(p, "pp_pkl_file", "-pp_pkl_file")?;
     let steps = nnunet_evaluate::read_postprocessing_file(Path::new(&pp)).map_err(|e| user(e.to_string()))?;
-    nnunet_evaluate::apply_postprocessing_to_folder(&input, &output, &steps, path(p, "plans_json").as_deref(), path(p, "dataset_json").as_deref(), threads(p))
-        .map_err(|e| user(e.to_string()))?;
+    nnunet_evaluate::apply_postprocessing_to_folder(
+        &input,
+        &output,
+        &steps,
+        path(p, "plans_json").as_deref(),
+        path(p, "dataset_json").as_deref(),
+        threads(p),
+    )
+    .map_err(|e| user(e.to_string()))?;
     println!("postprocessed {} into {}", input.display(), output.display());
     Ok(())
 }

@@ -20,7 +20,11 @@ pub fn run(dir: &str, force: bool) -> anyhow::Result<()> {
         }
     }
     if !clashes.is_empty() {
-        return Err(user(format!("these files exist and are not links to {} (use --force to replace them): {}", exe.display(), clashes.join(", "))));
+        return Err(user(format!(
+            "these files exist and are not links to {} (use --force to replace them): {}",
+            exe.display(),
+            clashes.join(", ")
+        )));
     }
     for c in &spec::spec().commands {
         let link = dir.join(&c.alias);

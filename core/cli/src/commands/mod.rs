@@ -48,10 +48,20 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
         predict::predict,
         "implemented on the CPU (sliding window, mirror TTA, fold ensembling, export with the input's geometry, --save_probabilities .npz/.pkl, cascade); -device cuda needs a GPU build",
     ),
-    (
-        "predict-from-modelfolder",
-        predict::predict_from_modelfolder,
-        "implemented on the CPU (as predict, with -m MODEL_FOLDER)",
-    ),
+    ("predict-from-modelfolder", predict::predict_from_modelfolder, "implemented on the CPU (as predict, with -m MODEL_FOLDER)"),
     ("preprocess", plan::preprocess, "implemented (arrays equal to nnU-Net 2.8.1's; storage format: ADR 0005)"),
 ];
+
+/// The device for nnU-Net's `-device` flag. Only the CPU backend (flex) is compiled into this build.
+pub fn device(name: &str) -> anyhow::Result<(burn::tensor::Device, String)> {
+    match name {
+        "cpu" => Ok((burn::tensor::Device::default(), "cpu (burn flex)".to_string())),
+        "cuda" => Err(crate::user(format!(
+            "-device cuda: this binary was built without a GPU backend (compiled backends: {}). Use -device cpu, or a \
+             build with the GPU feature (see docs/adr/0001-burn-and-backends.md)",
+            nnunet_core::compiled_backends().join(", ")
+        ))),
+        "mps" => Err(crate::user("-device mps: Apple GPUs are not supported by this build; use -device cpu")),
+        other => Err(crate::user(format!("-device must be either cpu, mps or cuda. Got: {other}"))),
+    }
+}

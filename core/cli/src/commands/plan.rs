@@ -115,7 +115,11 @@ fn plan(name: &str, p: &Parsed) -> Result<String> {
     let json: DatasetJson = read_json(&json_path).map_err(|e| user(e.to_string()))?;
     let fp_path = pre.join("dataset_fingerprint.json");
     if !fp_path.exists() {
-        return Err(user(format!("{}: fingerprint missing. Run nnUNetv2_extract_fingerprint -d {} first", fp_path.display(), &name[7..10])));
+        return Err(user(format!(
+            "{}: fingerprint missing. Run nnUNetv2_extract_fingerprint -d {} first",
+            fp_path.display(),
+            &name[7..10]
+        )));
     }
     let fingerprint: Fingerprint = read_json(&fp_path).map_err(|e| user(e.to_string()))?;
     let planner_name = p.string("pl").unwrap_or_else(|| "ExperimentPlanner".into());
@@ -277,7 +281,11 @@ fn preprocess_one(name: &str, plans_identifier: &str, p: &Parsed) -> Result<()> 
     let configs = p.strings("c");
     let nps = p.ints("np");
     if !nps.is_empty() && nps.len() != 1 && nps.len() != configs.len() {
-        return Err(user(format!("-np: give one number or one per configuration ({} configurations, {} numbers)", configs.len(), nps.len())));
+        return Err(user(format!(
+            "-np: give one number or one per configuration ({} configurations, {} numbers)",
+            configs.len(),
+            nps.len()
+        )));
     }
     let show = !p.flag("no_pbar");
     for (i, config) in configs.iter().enumerate() {

@@ -13,20 +13,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use nnunet_engine::inference::{PredictOptions, Predictor, Progress};
 use std::path::PathBuf;
 
-/// nnU-Net's `-device`: `cpu` is burn's default device (the flex CPU backend); a GPU backend is not compiled in.
-fn device(name: &str) -> Result<burn::tensor::Device> {
-    match name {
-        "cpu" => Ok(burn::tensor::Device::default()),
-        "cuda" => Err(user(format!(
-            "-device cuda: this binary was built without a GPU backend (compiled backends: {}). Use -device cpu, or a build \
-             with the GPU feature (see docs/adr/0001-burn-and-backends.md)",
-            nnunet_core::compiled_backends().join(", ")
-        ))),
-        "mps" => Err(user("-device mps: Apple GPUs are not supported by this build; use -device cpu")),
-        other => Err(user(format!("-device must be either cpu, mps or cuda. Got: {other}"))),
-    }
-}
-
 /// `-f`: ints or `all` (nnU-Net converts every other value with `int()`).
 fn folds(p: &Parsed) -> Result<Vec<String>> {
     let raw = p.strings("f");
@@ -75,7 +61,7 @@ fn run(p: &Parsed, model: PathBuf, with_parts: bool) -> Result<()> {
     if !(step_size > 0.0 && step_size <= 1.0) {
         return Err(user(format!("-step_size {step_size}: must be in (0, 1]")));
     }
-    let dev = device(&p.string("device").unwrap_or_else(|| "cuda".into()))?;
+    let (dev, _) = super::device(&p.string("device").unwrap_or_else(|| "cuda".into()))?;
     if !input.is_dir() {
         return Err(user(format!("{}: input folder not found", input.display())));
     }

@@ -23,7 +23,11 @@ pub fn run(a: &Args) -> Result<()> {
         Some(f) => (f.clone(), f.parent().map(|d| d.join("dataset.json")).unwrap_or_default()),
         None => {
             let pre = paths::env_dir(PREPROCESSED)?.join(&name);
-            let json = if pre.join("dataset.json").exists() { pre.join("dataset.json") } else { paths::env_dir(RAW)?.join(&name).join("dataset.json") };
+            let json = if pre.join("dataset.json").exists() {
+                pre.join("dataset.json")
+            } else {
+                paths::env_dir(RAW)?.join(&name).join("dataset.json")
+            };
             (pre.join(format!("{}.json", a.plans)), json)
         }
     };
@@ -31,10 +35,16 @@ pub fn run(a: &Args) -> Result<()> {
     let json: DatasetJson = read_json(&json_path).map_err(|e| user(e.to_string()))?;
     let cfg = nnunet_schema::plans::resolve_configuration(&plans, &a.configuration)
         .map_err(|e| user(format!("{}: {e}", plans_path.display())))?;
-    let arch = cfg.get("architecture").and_then(Value::as_object).ok_or_else(|| user(format!("{}: configuration '{}' has no architecture", plans_path.display(), a.configuration)))?;
+    let arch = cfg
+        .get("architecture")
+        .and_then(Value::as_object)
+        .ok_or_else(|| user(format!("{}: configuration '{}' has no architecture", plans_path.display(), a.configuration)))?;
     let class = arch.get("network_class_name").and_then(Value::as_str).unwrap_or_default();
     let kwargs = arch.get("arch_kwargs").and_then(Value::as_object).cloned().unwrap_or_default();
-    let patch: Vec<usize> = cfg.get("patch_size").and_then(|p| serde_json::from_value(p.clone()).ok()).ok_or_else(|| user("configuration has no patch_size"))?;
+    let patch: Vec<usize> = cfg
+        .get("patch_size")
+        .and_then(|p| serde_json::from_value(p.clone()).ok())
+        .ok_or_else(|| user("configuration has no patch_size"))?;
     let lm = json.label_manager().map_err(|e| user(format!("{}: {e}", json_path.display())))?;
     let mut in_channels = json.channels().len();
     if cfg.get("previous_stage").is_some() {
@@ -52,7 +62,8 @@ pub fn run(a: &Args) -> Result<()> {
     for l in architecture.describe(&spec, &patch).map_err(|e| user(e.to_string()))? {
         println!("  {l}");
     }
-    let proxy = architecture.memory_proxy(&NetworkSpec { deep_supervision: false, ..spec.clone() }, &patch).map_err(|e| user(e.to_string()))?;
+    let proxy =
+        architecture.memory_proxy(&NetworkSpec { deep_supervision: false, ..spec.clone() }, &patch).map_err(|e| user(e.to_string()))?;
     println!("memory proxy   {proxy:.0} (feature-map elements per sample)");
     let device = burn::tensor::Device::default();
     let net = architecture.build(&spec, &device).map_err(|e| user(e.to_string()))?;

@@ -10,20 +10,6 @@ use nnunet_engine::run::{TrainEvent, TrainRequest};
 use nnunet_schema::json::read_json;
 use nnunet_schema::{DatasetJson, Plans};
 
-/// The device for nnU-Net's `-device` flag. Only the CPU backend (flex) is compiled into this build.
-pub fn device(name: &str) -> Result<(burn::tensor::Device, String)> {
-    match name {
-        "cpu" => Ok((burn::tensor::Device::default(), "cpu (burn flex)".to_string())),
-        "cuda" => Err(user(format!(
-            "-device cuda: this binary was built without a GPU backend (compiled backends: {}). Use -device cpu, or a \
-             build with the GPU feature (see docs/adr/0001-burn-and-backends.md)",
-            nnunet_core::compiled_backends().join(", ")
-        ))),
-        "mps" => Err(user("-device mps: Apple GPUs are not supported by this build; use -device cpu")),
-        other => Err(user(format!("-device {other}: expected cpu or cuda"))),
-    }
-}
-
 pub fn run(p: &Parsed) -> Result<()> {
     let dataset = p.string("dataset_name_or_id").expect("positional");
     let configuration = p.string("configuration").expect("positional");
@@ -38,7 +24,7 @@ pub fn run(p: &Parsed) -> Result<()> {
     if p.string("pretrained_weights").is_some() {
         return Err(anyhow::Error::new(NotImplemented("nnUNetv2_train -pretrained_weights".into())));
     }
-    let (device, device_name) = device(&p.string("device").unwrap_or_else(|| "cuda".into()))?;
+    let (device, device_name) = super::device(&p.string("device").unwrap_or_else(|| "cuda".into()))?;
     let name = paths::resolve_dataset_name(&dataset)?;
     let pre = paths::env_dir(PREPROCESSED)?.join(&name);
     let plans_path = pre.join(format!("{plans_name}.json"));
@@ -66,7 +52,9 @@ pub fn run(p: &Parsed) -> Result<()> {
         seed: 12345,
     };
     let pb = ProgressBar::new(req.trainer.num_iterations_per_epoch as u64);
-    pb.set_style(ProgressStyle::with_template("epoch {msg} {bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}]").expect("valid template"));
+    pb.set_style(
+        ProgressStyle::with_template("epoch {msg} {bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}]").expect("valid template"),
+    );
     let mut on_event = |e: TrainEvent| match e {
         TrainEvent::Message(m) => pb.suspend(|| println!("{m}")),
         TrainEvent::Iteration(epoch, it, n) => {
