@@ -187,7 +187,10 @@ fn determine_postprocessing_equals_nnunet() {
 
 #[test]
 fn postprocessing_pickle_loads_in_python_when_available() {
-    let py = Path::new("/root/nnunet-py/bin/python");
+    // a Python with nnunetv2 2.8.1: $NNUNET_PY (a venv folder), else this project's development machines' venv
+    let venv = std::env::var_os("NNUNET_PY").map(std::path::PathBuf::from).unwrap_or_else(|| "/root/nnunet-py".into());
+    let py_path = venv.join("bin/python");
+    let py = py_path.as_path();
     if !py.exists() {
         eprintln!("skipped: no nnU-Net python");
         return;
