@@ -17,6 +17,30 @@ pub struct NetworkSpec {
     pub deep_supervision: bool,
 }
 
+impl NetworkSpec {
+    /// The network a resolved plans configuration asks for: `(network_class_name, spec)`. Input channels are the
+    /// dataset's image channels plus, for a cascade stage (`previous_stage`), one per foreground label (the one-hot
+    /// previous segmentation); outputs are the label manager's segmentation heads.
+    pub fn from_configuration(
+        cfg: &Map<String, Value>,
+        dataset_json: &nnunet_schema::DatasetJson,
+        deep_supervision: bool,
+    ) -> Result<(String, NetworkSpec), String> {
+        let arch = cfg.get("architecture").and_then(Value::as_object).ok_or("the configuration has no 'architecture'")?;
+        let class = arch.get("network_class_name").and_then(Value::as_str).ok_or("architecture lacks 'network_class_name'")?;
+        let arch_kwargs = arch.get("arch_kwargs").and_then(Value::as_object).cloned().ok_or("architecture lacks 'arch_kwargs'")?;
+        let lm = dataset_json.label_manager().map_err(|e| format!("dataset.json: {e}"))?;
+        let mut in_channels = dataset_json.channels().len();
+        if in_channels == 0 {
+            return Err("dataset.json has no channel_names".into());
+        }
+        if cfg.get("previous_stage").is_some() {
+            in_channels += lm.foreground_labels().len();
+        }
+        Ok((class.to_string(), NetworkSpec { arch_kwargs, in_channels, out_channels: lm.num_segmentation_heads(), deep_supervision }))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ArchitectureError {
     #[error("architecture kwargs: {0}")]

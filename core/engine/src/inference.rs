@@ -426,18 +426,10 @@ impl Predictor {
             .ok_or_else(|| model_err(model_dir, format!("configuration '{configuration}': patch_size must be 2 or 3 positive ints")))?;
         let (patch, spatial_dims) =
             if patch_v.len() == 2 { ([1, patch_v[0], patch_v[1]], 2) } else { ([patch_v[0], patch_v[1], patch_v[2]], 3) };
-        let arch = cfg
-            .get("architecture")
-            .and_then(Value::as_object)
-            .ok_or_else(|| model_err(model_dir, format!("configuration '{configuration}' has no architecture")))?;
-        let class = arch.get("network_class_name").and_then(Value::as_str).unwrap_or_default();
-        let arch_kwargs = arch.get("arch_kwargs").and_then(Value::as_object).cloned().unwrap_or_default();
+        let (class, spec) = NetworkSpec::from_configuration(&cfg, &dataset_json, false)
+            .map_err(|e| model_err(model_dir, format!("configuration '{configuration}': {e}")))?;
+        let class = class.as_str();
         let previous_stage = cfg.get("previous_stage").and_then(Value::as_str).map(str::to_string);
-        let mut in_channels = dataset_json.channels().len();
-        if previous_stage.is_some() {
-            in_channels += label_manager.foreground_labels().len();
-        }
-        let spec = NetworkSpec { arch_kwargs, in_channels, out_channels: label_manager.num_segmentation_heads(), deep_supervision: false };
         let registry = nnunet_core::registry::architectures().map_err(|e| model_err(model_dir, e))?;
         let entry = registry.get(class).map_err(|e| model_err(model_dir, e))?;
         let architecture = (entry.make)();

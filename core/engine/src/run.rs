@@ -100,6 +100,7 @@ pub struct Setup {
     spec: NetworkSpec,
     strides: Vec<Vec<usize>>,
     settings: LossSettings,
+    lm: nnunet_schema::LabelManager,
     data_dir: PathBuf,
     use_mask_for_norm: Vec<bool>,
 }
@@ -114,28 +115,20 @@ fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
         .map_err(|e| input(format!("{}: {e}", req.plans_name)))?;
     let patch = usize_list(cfg.get("patch_size"), "patch_size")?;
     let batch_size = cfg.get("batch_size").and_then(Value::as_u64).ok_or_else(|| input("configuration lacks batch_size"))? as usize;
-    let arch = cfg.get("architecture").and_then(Value::as_object).ok_or_else(|| input("configuration lacks 'architecture'"))?;
-    let network_class = arch.get("network_class_name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let arch_kwargs = arch.get("arch_kwargs").and_then(Value::as_object).cloned().ok_or_else(|| input("architecture lacks arch_kwargs"))?;
-    let strides: Vec<Vec<usize>> = arch_kwargs
-        .get("strides")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .ok_or_else(|| input("arch_kwargs lack per-axis 'strides'"))?;
-    let lm = req.dataset_json.label_manager().map_err(|e| input(format!("dataset.json: {e}")))?;
-    let mut in_channels = req.dataset_json.channels().len();
     if cfg.get("previous_stage").is_some() {
         return Err(input(format!(
             "configuration '{}' is a cascade stage (previous_stage); cascade training is not implemented yet",
             req.configuration
         )));
     }
-    in_channels = in_channels.max(1);
-    let spec = NetworkSpec {
-        arch_kwargs,
-        in_channels,
-        out_channels: lm.num_segmentation_heads(),
-        deep_supervision: req.trainer.enable_deep_supervision,
-    };
+    let (network_class, spec) = NetworkSpec::from_configuration(&cfg, &req.dataset_json, req.trainer.enable_deep_supervision)
+        .map_err(|e| input(format!("configuration '{}': {e}", req.configuration)))?;
+    let strides: Vec<Vec<usize>> = spec
+        .arch_kwargs
+        .get("strides")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .ok_or_else(|| input("arch_kwargs lack per-axis 'strides'"))?;
+    let lm = req.dataset_json.label_manager().map_err(|e| input(format!("dataset.json: {e}")))?;
     let settings = LossSettings {
         batch_dice: cfg.get("batch_dice").and_then(Value::as_bool).unwrap_or(false),
         ignore_label: lm.ignore_label,
@@ -154,7 +147,7 @@ fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
     }
     let use_mask_for_norm: Vec<bool> =
         cfg.get("use_mask_for_norm").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
-    Ok(Setup { cfg, patch, batch_size, network_class, spec, strides, settings, data_dir, use_mask_for_norm })
+    Ok(Setup { cfg, patch, batch_size, network_class, spec, strides, settings, lm, data_dir, use_mask_for_norm })
 }
 
 fn convert_key(k: &DataKey) -> AugKey {
@@ -201,7 +194,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 /// Train one fold. Blocking; reports progress through `events`.
 pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<TrainOutcome, TrainError> {
     let st = setup(req)?;
-    let lm = req.dataset_json.label_manager().map_err(|e| input(e.to_string()))?;
+    let lm = &st.lm;
     let fold_dir = req.output_dir.join(req.fold.dir_name());
     std::fs::create_dir_all(&fold_dir).map_err(|e| io(&fold_dir, e))?;
 

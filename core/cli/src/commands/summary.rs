@@ -7,7 +7,6 @@ use anyhow::Result;
 use nnunet_core::architecture::NetworkSpec;
 use nnunet_schema::json::read_json;
 use nnunet_schema::{DatasetJson, Plans};
-use serde_json::Value;
 use std::path::PathBuf;
 
 pub struct Args {
@@ -35,22 +34,14 @@ pub fn run(a: &Args) -> Result<()> {
     let json: DatasetJson = read_json(&json_path).map_err(|e| user(e.to_string()))?;
     let cfg = nnunet_schema::plans::resolve_configuration(&plans, &a.configuration)
         .map_err(|e| user(format!("{}: {e}", plans_path.display())))?;
-    let arch = cfg
-        .get("architecture")
-        .and_then(Value::as_object)
-        .ok_or_else(|| user(format!("{}: configuration '{}' has no architecture", plans_path.display(), a.configuration)))?;
-    let class = arch.get("network_class_name").and_then(Value::as_str).unwrap_or_default();
-    let kwargs = arch.get("arch_kwargs").and_then(Value::as_object).cloned().unwrap_or_default();
     let patch: Vec<usize> = cfg
         .get("patch_size")
         .and_then(|p| serde_json::from_value(p.clone()).ok())
         .ok_or_else(|| user("configuration has no patch_size"))?;
-    let lm = json.label_manager().map_err(|e| user(format!("{}: {e}", json_path.display())))?;
-    let mut in_channels = json.channels().len();
-    if cfg.get("previous_stage").is_some() {
-        in_channels += lm.foreground_labels().len(); // cascade: one-hot of the previous stage's prediction
-    }
-    let spec = NetworkSpec { arch_kwargs: kwargs, in_channels, out_channels: lm.num_segmentation_heads(), deep_supervision: true };
+    let (class, spec) = NetworkSpec::from_configuration(&cfg, &json, true)
+        .map_err(|e| user(format!("{} ({}): configuration '{}': {e}", plans_path.display(), json_path.display(), a.configuration)))?;
+    let class = class.as_str();
+    let in_channels = spec.in_channels;
     let entry = nnunet_core::registry::architectures()?.get(class).map_err(|e| user(e.to_string()))?;
     let architecture = (entry.make)();
     println!("dataset        {name}");
