@@ -1,0 +1,1 @@
+//! MedNeXt v1 (work in progress).

@@ -1,0 +1,1 @@
+//! Dynamic plugins (work in progress).

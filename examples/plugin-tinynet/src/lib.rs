@@ -1,0 +1,1 @@
+//! TinyNet example plugin (work in progress).
