@@ -8,7 +8,8 @@
 //! For a 2D and a 3D topology (from [`topologies`]) it derives kwargs with `Architecture::configure` and checks:
 //! output count and shapes with and without deep supervision (full resolution first, each deeper output no
 //! larger, channel count = classes), finite outputs, that one backward + SGD step changes the outputs, a
-//! save/load round trip into a freshly initialised instance, and that the memory proxy grows with the patch.
+//! save/load round trip into a freshly initialised instance, parameters by path (unique, complete, copyable), and
+//! that the memory proxy grows with the patch.
 
 use burn::optim::SgdConfig;
 use burn::tensor::{Device, Distribution, Tensor};
@@ -117,7 +118,9 @@ pub fn check_architecture(name: &str, arch: &dyn Architecture) -> Result<Report,
         }
 
         // save/load round trip into a fresh instance
-        let dir = std::env::temp_dir().join(format!("nnunet-conformance-{}-{}", std::process::id(), report.cases));
+        static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let unique = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("nnunet-conformance-{}-{unique}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let file = dir.join("net.bpk");
         net.save_file(&file).map_err(|e| format!("{ctx}: save: {e}"))?;
@@ -132,6 +135,30 @@ pub fn check_architecture(name: &str, arch: &dyn Architecture) -> Result<Report,
         let d = max_abs_diff(&loaded, &after);
         if d > 1e-5 {
             return Err(format!("{ctx}: output after save/load differs by {d}"));
+        }
+
+        // parameters by path (what -pretrained_weights and UpKern use): unique non-empty paths covering every
+        // scalar; copying the trained network's parameters into the fresh build by path reproduces its output
+        let named = net.named_parameters();
+        let scalars: usize = named.iter().map(|p| p.values.len()).sum();
+        if scalars != net.num_params() {
+            return Err(format!("{ctx}: named_parameters hold {scalars} scalars, num_params says {}", net.num_params()));
+        }
+        let mut paths: Vec<&str> = named.iter().map(|p| p.path.as_str()).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        if paths.len() != named.len() || paths.iter().any(|p| p.is_empty()) {
+            return Err(format!("{ctx}: parameter paths are not unique and non-empty"));
+        }
+        let mut other = arch.build(&spec_for(arch, &t, true)?, &dev).map_err(|e| format!("{ctx}: build: {e}"))?;
+        let by_path: std::collections::HashMap<&str, &Vec<f32>> = named.iter().map(|p| (p.path.as_str(), &p.values)).collect();
+        let replaced = other.replace_parameters(&mut |path, _| by_path.get(path).map(|v| (*v).clone()));
+        if replaced != named.len() {
+            return Err(format!("{ctx}: replace_parameters replaced {replaced} of {} parameters", named.len()));
+        }
+        let d = max_abs_diff(&other.forward(x.clone())[0].clone().detach(), &after);
+        if d > 1e-5 {
+            return Err(format!("{ctx}: output after copying parameters by path differs by {d}"));
         }
 
         // memory proxy grows with the patch

@@ -69,4 +69,43 @@ pub trait Architecture: Send + Sync {
     fn describe(&self, _spec: &NetworkSpec, _patch: &[usize]) -> Result<Vec<String>, ArchitectureError> {
         Ok(Vec::new())
     }
+
+    /// Initialise `target` (built by this architecture) from a pretrained network's parameters (`-pretrained_weights`).
+    /// `None` (the default) applies nnU-Net's `load_pretrained_weights` rule: every parameter except those whose path
+    /// contains `.seg_layers.` must exist in `source` with the same shape and is copied. An architecture returns
+    /// `Some` to use its own rule (MedNeXt: UpKern when kernel sizes differ). Ok = the transferred paths.
+    fn transfer_pretrained(
+        &self,
+        _target: &mut dyn Network,
+        _source: &[crate::network::NamedParam],
+    ) -> Option<Result<Vec<String>, ArchitectureError>> {
+        None
+    }
+
+    /// Cumulative downsampling factor per axis of each output of the network with deep supervision on, full
+    /// resolution (all ones) first; the engine downsamples the targets to these scales. The default is nnU-Net's rule
+    /// for U-Net-style kwargs: the cumulative products of `arch_kwargs.strides`, without the last (bottleneck) stage.
+    fn output_strides(&self, spec: &NetworkSpec) -> Result<Vec<Vec<usize>>, ArchitectureError> {
+        default_output_strides(&spec.arch_kwargs)
+    }
+}
+
+/// nnU-Net's deep-supervision scales rule over U-Net-style `arch_kwargs.strides` (one entry per stage, stage 0
+/// first): cumulative products of the stage strides, the last (bottleneck) stage dropped.
+pub fn default_output_strides(kwargs: &Map<String, Value>) -> Result<Vec<Vec<usize>>, ArchitectureError> {
+    let strides: Vec<Vec<usize>> = kwargs
+        .get("strides")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .ok_or_else(|| ArchitectureError::Kwargs("arch_kwargs lack per-axis 'strides'".into()))?;
+    let mut cum = vec![1usize; strides.first().map_or(0, Vec::len)];
+    let mut out = Vec::with_capacity(strides.len());
+    for s in &strides {
+        if s.len() != cum.len() {
+            return Err(ArchitectureError::Kwargs(format!("arch_kwargs 'strides': {s:?} has not {} axes", cum.len())));
+        }
+        cum.iter_mut().zip(s).for_each(|(c, &x)| *c *= x);
+        out.push(cum.clone());
+    }
+    out.pop();
+    Ok(out)
 }

@@ -8,15 +8,17 @@
 
 pub mod architecture;
 pub mod loss;
+pub mod memory;
 pub mod network;
 pub mod planner;
 pub mod registry;
+pub mod selection;
 pub mod topology;
 pub mod trainer;
 
 pub use architecture::{Architecture, ArchitectureError};
 pub use loss::{Loss, LossSettings};
-pub use network::{Network, NetworkModule, boxed};
+pub use network::{NamedParam, Network, NetworkModule, boxed};
 pub use planner::{PlanContext, PlanError, Planner};
 pub use registry::{Entry, Kind, Registry, RegistryError};
 pub use trainer::{TrainerConfig, TrainerPreset};

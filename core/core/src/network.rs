@@ -5,10 +5,10 @@
 //! knowing the concrete type: forward, parameter count, backward + optimizer step, records to save and load.
 
 use crate::ArchitectureError;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use std::path::Path;
 
 /// What an architecture implements: a burn module whose forward returns logits, full resolution first,
@@ -40,6 +40,14 @@ pub trait Network: Send {
     /// Move the parameters to `device` (e.g. an autodiff device for training, a plain one for inference).
     fn to_device(&mut self, device: &Device);
 
+    /// Every float parameter with its module path (`decoder.seg_layers.0.weight`, PyTorch's state-dict keys for the
+    /// built-in networks), shape and values.
+    fn named_parameters(&self) -> Vec<NamedParam>;
+
+    /// Replace float parameters: `f(path, shape)` returns new values for that parameter (as many as its shape holds)
+    /// or `None` to keep it. Device and trainability are kept. Returns how many parameters were replaced.
+    fn replace_parameters(&mut self, f: &mut dyn FnMut(&str, &[usize]) -> Option<Vec<f32>>) -> usize;
+
     /// Save the parameters to a burnpack file.
     fn save_file(&self, path: &Path) -> Result<(), ArchitectureError> {
         self.record().save(path).map_err(|e| ArchitectureError::Other(format!("{}: cannot save: {e:?}", path.display())))
@@ -52,7 +60,64 @@ pub trait Network: Send {
     }
 }
 
+/// One float parameter of a network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedParam {
+    pub path: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
 struct Boxed<M: NetworkModule>(Option<M>);
+
+struct Collect {
+    path: Vec<String>,
+    out: Vec<NamedParam>,
+}
+
+impl ModuleVisitor for Collect {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let t = p.val();
+        let shape = t.dims().to_vec();
+        let values = t.into_data().convert::<f32>().try_to_vec::<f32>().expect("float parameter");
+        self.out.push(NamedParam { path: self.path.join("."), shape, values });
+    }
+}
+
+struct Replace<'a> {
+    path: Vec<String>,
+    f: &'a mut dyn FnMut(&str, &[usize]) -> Option<Vec<f32>>,
+    replaced: usize,
+}
+
+impl ModuleMapper for Replace<'_> {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let t = p.val();
+        let shape: [usize; D] = t.dims();
+        match (self.f)(&self.path.join("."), &shape) {
+            Some(values) => {
+                assert_eq!(values.len(), shape.iter().product::<usize>(), "replacement for {} has the wrong size", self.path.join("."));
+                self.replaced += 1;
+                let new = Tensor::<D>::from_data(TensorData::new(values, shape), &t.device());
+                let id = p.id;
+                p.transform_for_load(new, id)
+            }
+            None => p,
+        }
+    }
+}
 
 impl<M: NetworkModule> Boxed<M> {
     fn get(&self) -> &M {
@@ -99,6 +164,19 @@ impl<M: NetworkModule> Network for Boxed<M> {
     fn to_device(&mut self, device: &Device) {
         let m = self.0.take().expect("network present between steps");
         self.0 = Some(m.to_device(device));
+    }
+
+    fn named_parameters(&self) -> Vec<NamedParam> {
+        let mut c = Collect { path: Vec::new(), out: Vec::new() };
+        self.get().visit(&mut c);
+        c.out
+    }
+
+    fn replace_parameters(&mut self, f: &mut dyn FnMut(&str, &[usize]) -> Option<Vec<f32>>) -> usize {
+        let m = self.0.take().expect("network present between steps");
+        let mut r = Replace { path: Vec::new(), f, replaced: 0 };
+        self.0 = Some(m.map(&mut r));
+        r.replaced
     }
 }
 
