@@ -4,6 +4,7 @@
 //! references is not linked and its registrations vanish silently. Depending on this crate (the CLI does)
 //! guarantees they are all present; `tests/registered.rs` fails if one goes missing.
 
+use nnunet_arch_mednext as _;
 use nnunet_arch_unet as _;
 use nnunet_engine as _;
 use nnunet_planners as _;
@@ -23,4 +24,6 @@ pub const EXPECTED: &[(nnunet_core::Kind, &str, &str)] = &[
     (nnunet_core::Kind::Loss, "DC_and_BCE_loss", "nnunet_engine"),
     (nnunet_core::Kind::Architecture, "dynamic_network_architectures.architectures.unet.PlainConvUNet", "nnunet_arch_unet"),
     (nnunet_core::Kind::Architecture, "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet", "nnunet_arch_unet"),
+    (nnunet_core::Kind::Architecture, "MedNeXt", "nnunet_arch_mednext"),
+    (nnunet_core::Kind::Trainer, "nnUNetTrainerDebug", "nnunet_engine"),
 ];
