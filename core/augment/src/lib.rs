@@ -1,11 +1,14 @@
 //! nnU-Net's training-time data pipeline on CPU (nnU-Net 2.8.1 with batchgeneratorsv2): patch sampling with
 //! foreground oversampling ([`sampler`], [`loader`]), the augmentation transforms ([`spatial`], [`transforms`]) and
-//! the pipelines of `get_training_transforms` / `get_validation_transforms` ([`pipeline`]), plus a bounded
+//! the pipelines of `get_training_transforms` / `get_validation_transforms` ([`pipeline`]; cascade-only transforms in
+//! [`cascade`]), plus a bounded
 //! multi-threaded batch producer.
 //!
-//! Layout: samples are `(c, z, y, x)` f32 images and `(1, z, y, x)` i16 segmentations; 2D data is `(c, 1, y, x)`.
+//! Layout: samples are `(c, z, y, x)` f32 images and `(1, z, y, x)` i16 segmentations (a cascade stage adds the
+//! previous stage's segmentation as channel 2 until it moves to the image); 2D data is `(c, 1, y, x)`.
 //! No burn, no terminal output, no environment variables.
 
+pub mod cascade;
 pub mod config;
 pub mod loader;
 pub mod pipeline;

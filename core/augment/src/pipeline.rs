@@ -49,6 +49,9 @@ pub struct PipelineConfig {
     pub ignore_label: Option<i16>,
     /// deep-supervision scales (one factor per patch axis per scale); None: no DS
     pub ds_scales: Option<Vec<Vec<f64>>>,
+    /// cascade stage (`is_cascaded`): the dataset's foreground labels; segmentation channel 1 holds the previous
+    /// stage's segmentation (see [`crate::cascade`]). None: not a cascade
+    pub cascade_foreground_labels: Option<Vec<i16>>,
 }
 
 impl PipelineConfig {
@@ -65,6 +68,7 @@ impl PipelineConfig {
             regions: None,
             ignore_label: None,
             ds_scales: None,
+            cascade_foreground_labels: None,
         }
     }
 
@@ -101,7 +105,7 @@ impl PipelineConfig {
     }
 }
 
-/// `nnUNetTrainer.get_training_transforms` (without the cascade-only transforms).
+/// `nnUNetTrainer.get_training_transforms`.
 pub fn training_pipeline(cfg: &PipelineConfig) -> Pipeline {
     let mut t = Pipeline::default();
     let spatial_axes: Vec<usize> = if cfg.is_2d() { vec![1, 2] } else { vec![0, 1, 2] };
@@ -175,6 +179,9 @@ pub fn training_pipeline(cfg: &PipelineConfig) -> Pipeline {
         });
     }
     t.push(RemoveLabelTransform { label_value: -1, set_to: 0 });
+    if let Some(labels) = &cfg.cascade_foreground_labels {
+        crate::cascade::push_training_transforms(&mut t, labels, cfg.is_2d());
+    }
     cfg.tail(&mut t);
     t
 }
@@ -183,6 +190,9 @@ pub fn training_pipeline(cfg: &PipelineConfig) -> Pipeline {
 pub fn validation_pipeline(cfg: &PipelineConfig) -> Pipeline {
     let mut t = Pipeline::default();
     t.push(RemoveLabelTransform { label_value: -1, set_to: 0 });
+    if let Some(labels) = &cfg.cascade_foreground_labels {
+        crate::cascade::push_validation_transforms(&mut t, labels);
+    }
     cfg.tail(&mut t);
     t
 }
