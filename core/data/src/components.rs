@@ -1,22 +1,23 @@
 //! Connected components of a binary 3-D mask with full connectivity (26 neighbours; 8 in a 2-D image stored as
-//! `(1, h, w)`), like `skimage.measure.label(mask, connectivity=None)` used by acvl_utils'
-//! `remove_all_but_largest_component`.
+//! `(1, h, w)`), like `skimage.measure.label(mask, connectivity=None)`: used by postprocessing (acvl_utils'
+//! `remove_all_but_largest_component`) and by the cascade's `RemoveRandomConnectedComponentFromOneHotEncodingTransform`.
 
-/// Label the components of `mask` (`shape` in array order, C-contiguous). Returns the label image (0 = background,
-/// components numbered from 1 in raster order of their first voxel, as skimage does) and the size of every
-/// component (`sizes[k - 1]` for label `k`).
-pub fn label_components(mask: &[bool], shape: [usize; 3]) -> (Vec<u32>, Vec<u64>) {
+/// Label the components of the non-zero (`true`) voxels of `mask` (`shape` in array order, C-contiguous). Returns the
+/// label image (0 = background, components numbered from 1 in raster order of their first voxel, as skimage does) and
+/// the size of every component (`sizes[k - 1]` for label `k`).
+pub fn label_components<T: Copy + Default + PartialEq>(mask: &[T], shape: [usize; 3]) -> (Vec<u32>, Vec<usize>) {
+    let zero = T::default();
     let [nz, ny, nx] = shape;
     assert_eq!(mask.len(), nz * ny * nx, "mask size does not match the shape");
     let mut labels = vec![0u32; mask.len()];
     let mut sizes = Vec::new();
     let mut stack = Vec::new();
     for start in 0..mask.len() {
-        if !mask[start] || labels[start] != 0 {
+        if mask[start] == zero || labels[start] != 0 {
             continue;
         }
         let id = sizes.len() as u32 + 1;
-        let mut size = 0u64;
+        let mut size = 0usize;
         labels[start] = id;
         stack.push(start);
         while let Some(i) = stack.pop() {
@@ -38,7 +39,7 @@ pub fn label_components(mask: &[bool], shape: [usize; 3]) -> (Vec<u32>, Vec<u64>
                             continue;
                         }
                         let j = (zz as usize * ny + yy as usize) * nx + xx as usize;
-                        if mask[j] && labels[j] == 0 {
+                        if mask[j] != zero && labels[j] == 0 {
                             labels[j] = id;
                             stack.push(j);
                         }

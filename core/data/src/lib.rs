@@ -59,6 +59,7 @@
 //!   legacy `RandomState`), [`stats`] (numpy-exact float32 reductions).
 
 pub mod class_locations;
+pub mod components;
 pub mod crop;
 pub mod dataset;
 pub mod error;

@@ -110,44 +110,55 @@ pub fn to_bytes_i16(data: &[i16], shape: &[usize]) -> Vec<u8> {
     out
 }
 
-fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
-    let bad = |m: &str| DataError::format(path, format!("not a supported .npy file: {m}"));
+/// The header of a `.npy` buffer whatever its dtype: what readers of other dtypes (probabilities, label maps) parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawHeader {
+    /// numpy's dtype string, e.g. `<f4`, `|u1`.
+    pub descr: String,
+    pub fortran_order: bool,
+    pub shape: Vec<usize>,
+    /// Where the array data start.
+    pub data_offset: usize,
+}
+
+/// Parse the magic, version and header dict of `.npy` bytes (format versions 1–3). The error says what is wrong.
+pub fn parse_raw_header(bytes: &[u8]) -> std::result::Result<RawHeader, String> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
-        return Err(bad("bad magic"));
+        return Err("bad magic".into());
     }
     let (hlen, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 => {
-            if bytes.len() < 12 {
-                return Err(bad("truncated header"));
-            }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
-        }
-        v => return Err(bad(&format!("version {v}"))),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        2 | 3 => return Err("truncated header".into()),
+        v => return Err(format!("format version {v}")),
     };
-    if bytes.len() < start + hlen {
-        return Err(bad("truncated header"));
-    }
-    let h = std::str::from_utf8(&bytes[start..start + hlen]).map_err(|_| bad("header is not UTF-8"))?;
+    let header = bytes.get(start..start + hlen).ok_or("truncated header")?;
+    let h = std::str::from_utf8(header).map_err(|_| "header is not text")?;
     let field = |name: &str| -> Option<&str> {
         let i = h.find(&format!("'{name}'"))?;
-        let rest = h[i + name.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
-        Some(rest)
+        h[i + name.len() + 2..].trim_start().strip_prefix(':').map(str::trim_start)
     };
-    let descr = field("descr").and_then(|r| r.strip_prefix('\'')).and_then(|r| r.split('\'').next()).ok_or_else(|| bad("no descr"))?;
-    let dtype = NpyDtype::from_descr(descr).ok_or_else(|| bad(&format!("dtype {descr}")))?;
-    if field("fortran_order").is_some_and(|r| r.starts_with("True")) {
-        return Err(bad("Fortran order"));
-    }
-    let sh = field("shape").and_then(|r| r.strip_prefix('(')).and_then(|r| r.split(')').next()).ok_or_else(|| bad("no shape"))?;
+    let descr = field("descr").and_then(|r| r.strip_prefix('\'')).and_then(|r| r.split('\'').next()).ok_or("no descr")?;
+    let fortran_order = field("fortran_order").is_some_and(|r| r.starts_with("True"));
+    let sh = field("shape").and_then(|r| r.strip_prefix('(')).and_then(|r| r.split(')').next()).ok_or("no shape")?;
     let shape = sh
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|p| p.parse::<usize>())
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|_| bad("bad shape"))?;
-    Ok(NpyHeader { dtype, shape, data_offset: start + hlen })
+        .map_err(|_| format!("shape ({sh})"))?;
+    Ok(RawHeader { descr: descr.to_string(), fortran_order, shape, data_offset: start + hlen })
+}
+
+fn parse_header(bytes: &[u8], path: &Path) -> Result<NpyHeader> {
+    let bad = |m: &str| DataError::format(path, format!("not a supported .npy file: {m}"));
+    let h = parse_raw_header(bytes).map_err(|e| bad(&e))?;
+    let dtype = NpyDtype::from_descr(&h.descr).ok_or_else(|| bad(&format!("dtype {}", h.descr)))?;
+    if h.fortran_order {
+        return Err(bad("Fortran order"));
+    }
+    Ok(NpyHeader { dtype, shape: h.shape, data_offset: h.data_offset })
 }
 
 /// Read only the header of a `.npy` file (for memory mapping or region reads).

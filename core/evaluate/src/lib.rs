@@ -8,7 +8,8 @@
 //!
 //! Architecture invariant: no burn, no terminal, no environment variables.
 
-pub mod components;
+/// Connected components (shared with the cascade's augmentation; they live in nnunet-data).
+pub use nnunet_data::components;
 pub mod error;
 pub mod evaluate;
 pub mod postprocessing;
