@@ -1,0 +1,4 @@
+use tinynet as _;
+fn main() -> std::process::ExitCode {
+    nnunet_cli::main()
+}
