@@ -53,6 +53,8 @@ fn model_folder_for(results: &Path, config: &str, previous_stage: Option<&str>) 
             fold: fold.into(),
             network_class_name: class.into(),
             inference_allowed_mirroring_axes: Some(vec![0, 1, 2]),
+            rng: None,
+            deep_supervision: None,
         };
         checkpoint::save(&dir.join(format!("fold_{fold}/checkpoint_final")), net.as_ref(), None, &meta).unwrap();
     }

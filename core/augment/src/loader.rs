@@ -79,7 +79,7 @@ impl<S: CaseSource> DataLoader<S> {
         let meta = self.source.case_meta(case)?;
         let start = self.sampler.crop_start(&meta, force_fg, rng);
         let (image, seg) = self.source.read_patch(case, start, self.sampler.patch_size)?;
-        if image.shape != self.sampler.patch_size || seg.shape != self.sampler.patch_size || seg.channels != 1 {
+        if image.shape != self.sampler.patch_size || seg.shape != self.sampler.patch_size || seg.channels == 0 {
             return Err(AugmentError::Source(format!("read_patch of case {case} returned a wrong shape")));
         }
         let mut s = Sample::new(image, seg);
@@ -154,6 +154,18 @@ pub struct BatchProducer {
 
 impl BatchProducer {
     pub fn new<S: CaseSource + 'static>(loader: Arc<DataLoader<S>>, num_workers: usize, prefetch: usize, seed: u64) -> Self {
+        Self::starting_at(loader, num_workers, prefetch, seed, 0)
+    }
+
+    /// As [`BatchProducer::new`], but the first batch handed out is batch `first` of the stream: batches are a pure
+    /// function of `(seed, index)`, so a resumed training run continues exactly where an uninterrupted one would be.
+    pub fn starting_at<S: CaseSource + 'static>(
+        loader: Arc<DataLoader<S>>,
+        num_workers: usize,
+        prefetch: usize,
+        seed: u64,
+        first: u64,
+    ) -> Self {
         let n = num_workers.max(1);
         let stop = Arc::new(AtomicBool::new(false));
         let produced = Arc::new(AtomicUsize::new(0));
@@ -166,7 +178,7 @@ impl BatchProducer {
             let stop = stop.clone();
             let produced = produced.clone();
             workers.push(std::thread::spawn(move || {
-                let mut index = w as u64;
+                let mut index = first + w as u64;
                 while !stop.load(Ordering::Acquire) {
                     let mut item = loader.batch(seed, index, false);
                     // send, re-checking the stop flag while the queue is full

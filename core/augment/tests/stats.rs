@@ -247,6 +247,17 @@ fn producer_queue_is_bounded_and_ordered() {
 }
 
 #[test]
+fn producer_resumes_the_stream_at_any_batch() {
+    // what a resumed training run relies on: starting at batch k gives batches k, k+1, … of the uninterrupted stream
+    let loader = producer_loader();
+    let mut whole = BatchProducer::new(loader.clone(), 2, 1, 99);
+    let reference: Vec<_> = (0..6).map(|_| whole.next_batch().unwrap()).collect();
+    let mut resumed = BatchProducer::starting_at(loader, 3, 1, 99, 4);
+    assert_eq!(resumed.next_batch().unwrap(), reference[4]);
+    assert_eq!(resumed.next_batch().unwrap(), reference[5]);
+}
+
+#[test]
 fn producer_shuts_down_when_dropped() {
     let loader = producer_loader();
     let p = BatchProducer::new(loader, 4, 1, 1);

@@ -34,6 +34,22 @@ pub struct CheckpointMeta {
     pub fold: String,
     pub network_class_name: String,
     pub inference_allowed_mirroring_axes: Option<Vec<usize>>,
+    /// The data pipeline's random state: batches are a pure function of `(seed, batch index)`, so the seed and the
+    /// next batch indices are the whole state (absent in checkpoints of older versions: derived from the epoch).
+    #[serde(default)]
+    pub rng: Option<RngState>,
+    /// Whether the network was built with its deep-supervision outputs (some architectures, e.g. MedNeXt, only have
+    /// those heads' parameters then); inference builds the same network and uses the full-resolution output.
+    #[serde(default)]
+    pub deep_supervision: Option<bool>,
+}
+
+/// Random state of a training run at a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RngState {
+    pub seed: u64,
+    pub next_train_batch: u64,
+    pub next_val_batch: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -426,7 +426,8 @@ impl Predictor {
             .ok_or_else(|| model_err(model_dir, format!("configuration '{configuration}': patch_size must be 2 or 3 positive ints")))?;
         let (patch, spatial_dims) =
             if patch_v.len() == 2 { ([1, patch_v[0], patch_v[1]], 2) } else { ([patch_v[0], patch_v[1], patch_v[2]], 3) };
-        let (class, spec) = NetworkSpec::from_configuration(&cfg, &dataset_json, false)
+        // the network as trained (with its deep-supervision heads if it had them); only the full-resolution output is used
+        let (class, spec) = NetworkSpec::from_configuration(&cfg, &dataset_json, first.deep_supervision.unwrap_or(false))
             .map_err(|e| model_err(model_dir, format!("configuration '{configuration}': {e}")))?;
         let class = class.as_str();
         let previous_stage = cfg.get("previous_stage").and_then(Value::as_str).map(str::to_string);

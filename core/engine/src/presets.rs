@@ -79,6 +79,17 @@ nnunet_core::register_trainer!(
     }))
 );
 
+nnunet_core::register_trainer!(
+    "nnUNetTrainerDebug",
+    "Not nnU-Net's: 3 epochs x 10 iterations, 2 validation iterations, checkpoint_latest every epoch; a whole run in seconds",
+    || Box::new(Preset(|c| {
+        c.num_epochs = 3;
+        c.num_iterations_per_epoch = 10;
+        c.num_val_iterations_per_epoch = 2;
+        c.save_every = 1;
+    }))
+);
+
 /// The configuration of trainer `name` (registry lookup + preset).
 pub fn trainer_config(name: &str) -> Result<TrainerConfig, nnunet_core::RegistryError> {
     let preset = nnunet_core::registry::trainers()?.create(name)?;
