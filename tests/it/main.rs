@@ -1,8 +1,13 @@
 //! The integration-test binary (one binary, many modules; ripgrep style).
 
+mod benchmark;
+mod cascade;
 mod cli;
 mod conformance;
 mod evaluate;
+mod model_selection;
 mod pipeline;
+mod plugins;
 mod predict;
+mod resume;
 mod train;

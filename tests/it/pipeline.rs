@@ -1,7 +1,7 @@
 //! nnU-Net's commands on the embedded demo dataset, through the `nnUNetv2_*` aliases, compared byte for byte
 //! with what Python nnU-Net 2.8.1 wrote for the same data (tests/fixtures/demo_Dataset004_24).
 
-use nnunet_tests::{aliases_dir, copy_dir, fixtures, repo_root, run, tempfile_like::TempDir};
+use nnunet_tests::{aliases_dir, copy_dir, fixtures, repo_root, run, run_in, tempfile_like::TempDir};
 use std::path::Path;
 
 #[test]
@@ -122,10 +122,14 @@ fn missing_env_var_and_unknown_planner_are_clear_errors() {
     let r = run(&bin.path().join("nnUNetv2_train"), &["4", "3d_fullres", "0"], &env);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("without a GPU backend"), "{}", r.stderr);
-    // a command whose behaviour is not built yet parses its flags and says so (exit 1)
-    let r = run(&bin.path().join("nnUNetv2_ensemble"), &["-i", "a", "b", "-o", "c"], &env);
+    // a missing input is a user error naming the file (exit 2)
+    let r = run_in(Some(work.path()), &bin.path().join("nnUNetv2_ensemble"), &["-i", "a", "b", "-o", "c"], &env);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("a/dataset.json"), "{}", r.stderr);
+    // a feature that needs hardware this build lacks says so (exit 1)
+    let r = run(&bin.path().join("nnUNetv2_train"), &["4", "3d_fullres", "0", "-num_gpus", "2", "-device", "cpu"], &env);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("nnUNetv2_ensemble is not implemented"), "{}", r.stderr);
+    assert!(r.stderr.contains("is not implemented"), "{}", r.stderr);
 }
 
 #[test]

@@ -113,3 +113,48 @@ pub mod tempfile_like {
         }
     }
 }
+
+/// `nnUNet_raw` / `nnUNet_preprocessed` / `nnUNet_results` under one work folder.
+pub struct NnunetDirs {
+    pub raw: PathBuf,
+    pub preprocessed: PathBuf,
+    pub results: PathBuf,
+}
+
+impl NnunetDirs {
+    pub fn new(work: &Path) -> Self {
+        NnunetDirs { raw: work.join("raw"), preprocessed: work.join("pre"), results: work.join("res") }
+    }
+
+    /// The environment variables for [`run`].
+    pub fn env(&self) -> [(&'static str, &Path); 3] {
+        [("nnUNet_raw", &self.raw), ("nnUNet_preprocessed", &self.preprocessed), ("nnUNet_results", &self.results)]
+    }
+}
+
+/// The embedded 24-case Hippocampus subset, planned and preprocessed (3d_fullres) by the `nnunet` binary, with the
+/// tiny configuration `3d_tiny` of `examples/data/3d_tiny_configuration.json` (PlainConvUNet, 3 stages, 4..16
+/// features, patch 24×32×24, batch 2; inherits 3d_fullres's data) added to nnUNetPlans.json — what the demo trains.
+pub fn tiny_hippocampus(work: &Path) -> NnunetDirs {
+    let dirs = NnunetDirs::new(work);
+    copy_dir(&repo_root().join("examples/data/Dataset004_Hippocampus"), &dirs.raw.join("Dataset004_Hippocampus"));
+    let r = run(
+        &nnunet_bin(),
+        &["plan-and-preprocess", "-d", "4", "-c", "3d_fullres", "--processes", "2", "--fingerprint-processes", "2"],
+        &dirs.env(),
+    );
+    assert_eq!(r.code, 0, "plan-and-preprocess failed: {}\n{}", r.stdout, r.stderr);
+    let plans_path = dirs.preprocessed.join("Dataset004_Hippocampus/nnUNetPlans.json");
+    let mut plans: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plans_path).expect("plans")).expect("plans JSON");
+    let tiny = std::fs::read_to_string(repo_root().join("examples/data/3d_tiny_configuration.json")).expect("tiny configuration");
+    let tiny: serde_json::Value = serde_json::from_str(&format!("{{{}}}", tiny.trim().trim_end_matches(','))).expect("tiny JSON");
+    plans["configurations"]["3d_tiny"] = tiny["3d_tiny"].clone();
+    std::fs::write(&plans_path, serde_json::to_string_pretty(&plans).expect("JSON")).expect("write plans");
+    dirs
+}
+
+/// Read a JSON file (nnU-Net's NaN read as null).
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text.replace("NaN", "null")).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

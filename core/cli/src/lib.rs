@@ -19,6 +19,10 @@ use std::process::ExitCode;
 // Link every built-in component into the registries.
 use nnunet_builtin as _;
 
+/// Counts live and peak heap bytes: the CPU backend's "allocated memory" in debug.json and `calibrate-vram`.
+#[global_allocator]
+static ALLOCATOR: nnunet_core::memory::CountingAlloc = nnunet_core::memory::CountingAlloc;
+
 /// An error caused by the user's input (bad flag value, bad file, missing env var): exit code 2.
 #[derive(Debug)]
 pub struct UserError(pub String);
@@ -64,6 +68,10 @@ pub fn run(argv: Vec<String>) -> ExitCode {
     if let Err(e) = nnunet_core::registry::validate_all() {
         eprintln!("error: {e}");
         return ExitCode::from(1);
+    }
+    // `--plugin LIB` (dynamic plugins) is handled before clap: the command may run inside the plugin
+    if let Some(code) = commands::plugin::intercept(&argv) {
+        return code;
     }
     let prog = argv.first().map(|a| program_name(a)).unwrap_or_else(|| "nnunet".to_string());
     let rest: Vec<String> = argv.iter().skip(1).cloned().collect();
@@ -116,11 +124,16 @@ pub fn native_command() -> Command {
         .long_version(version_text())
         .subcommand_required(true)
         .arg_required_else_help(true)
+        .arg(Arg::new("plugin").long("plugin").value_name("LIB").action(ArgAction::Append).help(
+            "Load a dynamic plugin library first (repeatable; before the subcommand): `list` shows its components, other \
+             commands run inside it (docs/PLUGINS.md)",
+        ))
         .subcommand(
             Command::new("list").about("List every registered component (planners, architectures, trainers, losses)").arg(
                 Arg::new("kind").value_parser(["planners", "architectures", "trainers", "losses"]).help("Only this kind of component"),
             ),
         )
+        .subcommand(commands::plugin::command())
         .subcommand(
             Command::new("install-aliases")
                 .about("Create links named like nnU-Net's entry points (nnUNetv2_train, …) to this binary in DIR")
@@ -136,24 +149,52 @@ pub fn native_command() -> Command {
                 .arg(Arg::new("output").short('o').long("output").required(true).value_name("DIR").help("Output folder"))
                 .arg(Arg::new("processes").long("np").default_value("4").value_parser(clap::value_parser!(usize)).help("Worker threads")),
         )
-        .subcommand(
+        .subcommand(configuration_args(
             Command::new("summary")
-                .about("Print the network a plans configuration builds: stages, output shapes for its patch size, parameters")
-                .arg(Arg::new("dataset").short('d').long("dataset").required(true).help("Dataset id or name"))
-                .arg(Arg::new("plans").short('p').long("plans").default_value("nnUNetPlans").help("Plans identifier"))
-                .arg(
-                    Arg::new("configuration")
-                        .short('c')
-                        .long("configuration")
-                        .required(true)
-                        .help("Configuration (inheritance is resolved)"),
+                .about("Print the network a plans configuration builds: stages, output shapes for its patch size, parameters"),
+        ))
+        .subcommand(
+            Command::new("benchmark")
+                .about(
+                    "Train several architectures under the same plans, validate, and write benchmark.md / benchmark.json \
+                     (Dice per dataset, measured peak memory, training time, parameters)",
                 )
+                .arg(Arg::new("dataset").short('d').long("dataset").required(true).num_args(1..).help("Dataset ids or names"))
+                .arg(Arg::new("configuration").short('c').long("configuration").required(true).help("Configuration of the plans"))
                 .arg(
-                    Arg::new("plans-file")
-                        .long("plans-file")
-                        .value_name("PATH")
-                        .help("Read this plans file (and the dataset.json beside it) instead of nnUNet_preprocessed"),
+                    Arg::new("arch")
+                        .long("arch")
+                        .required(true)
+                        .action(ArgAction::Append)
+                        .value_name("NAME[=JSON]")
+                        .help("Architecture to train (repeat), optionally with kwargs overrides: --arch 'MedNeXt={\"size\":\"S\"}'"),
+                )
+                .arg(Arg::new("folds").short('f').long("folds").num_args(1..).help("Folds (default: 0)"))
+                .arg(Arg::new("trainer").long("tr").visible_alias("trainer").default_value("nnUNetTrainer_5epochs").help("Trainer preset"))
+                .arg(Arg::new("plans").short('p').long("plans").default_value("nnUNetPlans").help("Plans identifier"))
+                .arg(Arg::new("device").long("device").default_value("cpu").help("cpu or cuda"))
+                .arg(
+                    Arg::new("output")
+                        .short('o')
+                        .long("output")
+                        .value_name("DIR")
+                        .help("Where benchmark.md/json go (default: $nnUNet_results/benchmark__TRAINER__PLANS__CONFIG)"),
                 ),
+        )
+        .subcommand(
+            configuration_args(Command::new("calibrate-vram").about(
+                "Measure the peak memory (allocated and reserved) of a few real training steps of a configuration's network \
+                 and report it next to the architecture's memory proxy",
+            ))
+            .arg(Arg::new("steps").long("steps").default_value("3").value_parser(clap::value_parser!(usize)).help("Training steps"))
+            .arg(
+                Arg::new("batch-size")
+                    .long("batch-size")
+                    .value_parser(clap::value_parser!(usize))
+                    .help("Batch size (default: the configuration's)"),
+            )
+            .arg(Arg::new("device").long("device").default_value("cpu").help("cpu or cuda"))
+            .arg(Arg::new("output").short('o').long("output").value_name("FILE").help("Also write the measurement as JSON")),
         );
     for c in &spec::spec().commands {
         if commands::handler(&c.native).is_some() {
@@ -178,12 +219,25 @@ fn run_native(args: &[String]) -> Result<()> {
             std::path::Path::new(sub.get_one::<String>("output").expect("required")),
             *sub.get_one::<usize>("processes").expect("default"),
         ),
-        "summary" => commands::summary::run(&commands::summary::Args {
-            dataset: sub.get_one::<String>("dataset").cloned().expect("required"),
-            plans: sub.get_one::<String>("plans").cloned().expect("default"),
+        "summary" => commands::summary::run(&summary_args(sub)),
+        "plugin" => commands::plugin::run(sub),
+        "benchmark" => commands::benchmark::run(&commands::benchmark::Args {
+            datasets: sub.get_many::<String>("dataset").expect("required").cloned().collect(),
             configuration: sub.get_one::<String>("configuration").cloned().expect("required"),
-            plans_file: sub.get_one::<String>("plans-file").map(std::path::PathBuf::from),
+            archs: sub.get_many::<String>("arch").expect("required").cloned().collect(),
+            folds: sub.get_many::<String>("folds").map(|v| v.cloned().collect()).unwrap_or_default(),
+            trainer: sub.get_one::<String>("trainer").cloned().expect("default"),
+            plans: sub.get_one::<String>("plans").cloned().expect("default"),
+            device: sub.get_one::<String>("device").cloned().expect("default"),
+            output: sub.get_one::<String>("output").map(std::path::PathBuf::from),
         }),
+        "calibrate-vram" => commands::summary::calibrate(
+            &summary_args(sub),
+            *sub.get_one::<usize>("steps").expect("default"),
+            sub.get_one::<usize>("batch-size").copied(),
+            sub.get_one::<String>("device").expect("default"),
+            sub.get_one::<String>("output").map(std::path::Path::new),
+        ),
         other => {
             let c = spec::by_native(other).expect("native subcommands come from the spec");
             // re-parse the subcommand's own args so that `Parsed` carries the spec
@@ -192,6 +246,32 @@ fn run_native(args: &[String]) -> Result<()> {
             dispatch(&parsed)
         }
     }
+}
+
+fn summary_args(sub: &clap::ArgMatches) -> commands::summary::Args {
+    commands::summary::Args {
+        dataset: sub.get_one::<String>("dataset").cloned().expect("required"),
+        plans: sub.get_one::<String>("plans").cloned().expect("default"),
+        configuration: sub.get_one::<String>("configuration").cloned().expect("required"),
+        plans_file: sub.get_one::<String>("plans-file").map(std::path::PathBuf::from),
+        arch: sub.get_one::<String>("arch").cloned(),
+        arch_config: sub.get_one::<String>("arch-config").cloned(),
+    }
+}
+
+/// The flags `summary` and `calibrate-vram` share: which configuration (and architecture) to build.
+fn configuration_args(cmd: Command) -> Command {
+    cmd.arg(Arg::new("dataset").short('d').long("dataset").required(true).help("Dataset id or name"))
+        .arg(Arg::new("plans").short('p').long("plans").default_value("nnUNetPlans").help("Plans identifier"))
+        .arg(Arg::new("configuration").short('c').long("configuration").required(true).help("Configuration (inheritance is resolved)"))
+        .arg(
+            Arg::new("plans-file")
+                .long("plans-file")
+                .value_name("PATH")
+                .help("Read this plans file (and the dataset.json beside it) instead of nnUNet_preprocessed"),
+        )
+        .arg(Arg::new("arch").long("arch").value_name("NAME").help("Build this registered architecture with the configuration's topology"))
+        .arg(Arg::new("arch-config").long("arch-config").value_name("JSON").help("JSON object overriding the architecture's kwargs"))
 }
 
 fn dispatch(p: &spec::Parsed) -> Result<()> {

@@ -85,11 +85,26 @@ impl ArgSpec {
     }
 }
 
+/// `nnunet_extensions.json`: flags this project adds to nnU-Net's commands, per native command name.
+#[derive(Debug, Deserialize)]
+struct Extensions {
+    commands: std::collections::BTreeMap<String, Vec<ArgSpec>>,
+}
+
 static SPEC: OnceLock<Spec> = OnceLock::new();
 
 /// The embedded command description.
 pub fn spec() -> &'static Spec {
-    SPEC.get_or_init(|| serde_json::from_str(include_str!("nnunet_commands.json")).expect("embedded nnunet_commands.json is valid"))
+    SPEC.get_or_init(|| {
+        let mut spec: Spec = serde_json::from_str(include_str!("nnunet_commands.json")).expect("embedded nnunet_commands.json is valid");
+        let ext: Extensions =
+            serde_json::from_str(include_str!("nnunet_extensions.json")).expect("embedded nnunet_extensions.json is valid");
+        for (native, args) in ext.commands {
+            let c = spec.commands.iter_mut().find(|c| c.native == native).expect("extensions name existing commands");
+            c.args.extend(args);
+        }
+        spec
+    })
 }
 
 pub fn by_alias(alias: &str) -> Option<&'static CommandSpec> {
@@ -429,12 +444,20 @@ mod tests {
 pub fn cli_markdown(implemented: impl Fn(&str) -> Option<&'static str>) -> String {
     let mut s = String::new();
     s.push_str("# Command line: nnU-Net ↔ nnunet\n\n");
-    s.push_str("Generated from `core/cli/src/nnunet_commands.json` (nnU-Net 2.8.1's argparse definitions, ADR 0004) by\n");
+    s.push_str("Generated from `core/cli/src/nnunet_commands.json` (nnU-Net 2.8.1's argparse definitions, ADR 0004) and\n");
+    s.push_str("`core/cli/src/nnunet_extensions.json` (this project's added flags, marked [nnunet extension]) by\n");
     s.push_str("`NNUNET_BLESS=1 cargo test -p nnunet-cli cli_md`; a test fails when this file is stale.\n\n");
     s.push_str("Every command below answers to its nnU-Net name when the binary is invoked through a link of that name\n");
     s.push_str("(`nnunet install-aliases DIR` creates them), with nnU-Net's flags verbatim. The native spelling is\n");
     s.push_str("`nnunet <command> --<flag>`; a native subcommand exists once the command is implemented.\n\n");
-    s.push_str("Native-only commands: `nnunet list [planners|architectures|trainers|losses]`, `nnunet install-aliases DIR [--force]`,\n");
+    s.push_str(
+        "Native-only commands (`nnunet <command> --help` for their flags): `nnunet list [planners|architectures|trainers|losses]`,\n",
+    );
+    s.push_str("`nnunet install-aliases DIR [--force]`, `nnunet summary` (network, shapes, parameters of a configuration),\n");
+    s.push_str("`nnunet calibrate-vram` (measured peak memory of training steps next to the memory proxy), `nnunet benchmark`\n");
+    s.push_str("(several architectures under the same plans → benchmark.md/json), `nnunet export-preprocessed`,\n");
+    s.push_str("`nnunet plugin build PATH` (a binary with an out-of-tree plugin crate linked), `nnunet plugin info LIB`,\n");
+    s.push_str("`nnunet --plugin LIB <command>` (run a command inside a dynamic plugin; see docs/PLUGINS.md),\n");
     s.push_str("`nnunet --version` (version and compiled backends).\n\n");
     s.push_str("| nnU-Net command | native | status |\n|---|---|---|\n");
     for c in &spec().commands {

@@ -2,14 +2,14 @@
 //! validation iterations with the poly LR, pseudo Dice + EMA, checkpoints (latest / best / final), training log,
 //! progress.png, TensorBoard scalars, debug.json. The CLI builds a [`TrainRequest`] and prints [`TrainEvent`]s.
 
-use crate::checkpoint::{self, CheckpointMeta, TrainingLog};
+use crate::checkpoint::{self, CheckpointMeta, RngState, TrainingLog};
 use crate::loss::{DcAndBce, DcAndCe};
 use crate::optim::{poly_lr, sgd};
 use crate::train::{Batch, DiceCounts, StepContext, train_step, validation_step};
 use burn::tensor::Device;
 use nnunet_augment::{
-    BatchProducer, ClassKey as AugKey, DataLoader, InMemorySource, Oversampling, PipelineConfig, configure_da, deep_supervision_scales,
-    training_pipeline, validation_pipeline,
+    BatchProducer, ClassKey as AugKey, DataLoader, InMemorySource, Oversampling, PipelineConfig, configure_da, training_pipeline,
+    validation_pipeline,
 };
 use nnunet_core::architecture::NetworkSpec;
 use nnunet_core::{Loss, LossSettings, Network, TrainerConfig};
@@ -36,10 +36,21 @@ pub struct TrainRequest {
     /// `nnUNet_results/DatasetXXX_Name/<Trainer>__<Plans>__<Configuration>`.
     pub output_dir: PathBuf,
     pub fold: Fold,
+    /// The run's trainer name as it appears in the results folder (`nnUNetTrainer`, or `nnUNetTrainer+<arch tag>`
+    /// when an architecture was selected with `--arch`).
     pub trainer_name: String,
     pub trainer: TrainerConfig,
+    /// `--arch`/`--arch-config` as recorded in debug.json (`{"arch", "arch_config", "tag", "base_trainer"}`), if used.
+    pub architecture_selection: Option<Value>,
     /// `--c`: resume from final / latest / best.
     pub continue_training: bool,
+    /// `-pretrained_weights`: a checkpoint folder whose weights (all but the segmentation layers) initialise the network.
+    pub pretrained_weights: Option<PathBuf>,
+    /// `--npz`: the final validation also writes the softmax/sigmoid probabilities (.npz + .pkl), which
+    /// `nnUNetv2_find_best_configuration` needs to evaluate ensembles.
+    pub save_probabilities: bool,
+    /// Set when the run happens inside a dynamic plugin (`nnunet --plugin LIB train …`): the library and both fingerprints.
+    pub plugin: Option<Value>,
     pub disable_checkpointing: bool,
     /// Base (non-autodiff) device; training runs on its autodiff twin.
     pub device: Device,
@@ -98,11 +109,16 @@ pub struct Setup {
     batch_size: usize,
     network_class: String,
     spec: NetworkSpec,
-    strides: Vec<Vec<usize>>,
+    /// Cumulative downsampling of each network output (deep-supervision target scales).
+    output_strides: Vec<Vec<usize>>,
     settings: LossSettings,
     lm: nnunet_schema::LabelManager,
     data_dir: PathBuf,
     use_mask_for_norm: Vec<bool>,
+    /// Cascade stage: `folder_with_segs_from_previous_stage` (the previous stage's `predicted_next_stage/<this>`).
+    prev_stage_dir: Option<PathBuf>,
+    /// `next_stage_names`: configurations whose inputs the final validation exports.
+    next_stages: Vec<String>,
 }
 
 fn usize_list(v: Option<&Value>, what: &str) -> Result<Vec<usize>, TrainError> {
@@ -115,19 +131,13 @@ fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
         .map_err(|e| input(format!("{}: {e}", req.plans_name)))?;
     let patch = usize_list(cfg.get("patch_size"), "patch_size")?;
     let batch_size = cfg.get("batch_size").and_then(Value::as_u64).ok_or_else(|| input("configuration lacks batch_size"))? as usize;
-    if cfg.get("previous_stage").is_some() {
-        return Err(input(format!(
-            "configuration '{}' is a cascade stage (previous_stage); cascade training is not implemented yet",
-            req.configuration
-        )));
-    }
     let (network_class, spec) = NetworkSpec::from_configuration(&cfg, &req.dataset_json, req.trainer.enable_deep_supervision)
         .map_err(|e| input(format!("configuration '{}': {e}", req.configuration)))?;
-    let strides: Vec<Vec<usize>> = spec
-        .arch_kwargs
-        .get("strides")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .ok_or_else(|| input("arch_kwargs lack per-axis 'strides'"))?;
+    let arch = nnunet_core::registry::architectures()
+        .map_err(|e| input(e.to_string()))?
+        .get(&network_class)
+        .map_err(|e| input(format!("configuration '{}': {e}", req.configuration)))?;
+    let output_strides = (arch.make)().output_strides(&spec).map_err(|e| input(format!("{network_class}: {e}")))?;
     let lm = req.dataset_json.label_manager().map_err(|e| input(format!("dataset.json: {e}")))?;
     let settings = LossSettings {
         batch_dice: cfg.get("batch_dice").and_then(Value::as_bool).unwrap_or(false),
@@ -147,7 +157,23 @@ fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
     }
     let use_mask_for_norm: Vec<bool> =
         cfg.get("use_mask_for_norm").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
-    Ok(Setup { cfg, patch, batch_size, network_class, spec, strides, settings, lm, data_dir, use_mask_for_norm })
+    let prev_stage_dir = crate::cascade::previous_stage_name(&cfg)
+        .map(|prev| crate::cascade::previous_stage_folder(&req.output_dir, &req.trainer_name, &req.plans_name, &prev, &req.configuration));
+    let next_stages = crate::cascade::next_stage_names(&cfg);
+    Ok(Setup {
+        cfg,
+        patch,
+        batch_size,
+        network_class,
+        spec,
+        output_strides,
+        settings,
+        lm,
+        data_dir,
+        use_mask_for_norm,
+        prev_stage_dir,
+        next_stages,
+    })
 }
 
 fn convert_key(k: &DataKey) -> AugKey {
@@ -158,8 +184,10 @@ fn convert_key(k: &DataKey) -> AugKey {
 }
 
 /// Load the fold's cases into an in-memory source (the whole fold is held in RAM: fine for the datasets this
-/// CPU build trains; a memory-mapped source is the GPU issue's business).
-fn load_cases(dir: &Path, ids: &[String]) -> Result<InMemorySource, TrainError> {
+/// CPU build trains; a memory-mapped source is the GPU issue's business). A cascade stage (`prev_stage`) carries the
+/// previous stage's segmentation as a second segmentation channel (cropped and augmented with the target, then moved
+/// to the image as one-hot by the pipeline).
+fn load_cases(dir: &Path, ids: &[String], prev_stage: Option<&Path>) -> Result<InMemorySource, TrainError> {
     let mut src = InMemorySource::default();
     for id in ids {
         let c = nnunet_data::storage::read_case(dir, id).map_err(|e| input(e.to_string()))?;
@@ -169,9 +197,29 @@ fn load_cases(dir: &Path, ids: &[String]) -> Result<InMemorySource, TrainError> 
             .as_ref()
             .map(|l| l.0.iter().map(|(k, v)| (convert_key(k), v.clone())).collect())
             .unwrap_or_default();
-        src.push(nnunet_augment::Tensor::new(c.data, c.channels, c.shape), nnunet_augment::Tensor::new(c.seg, 1, c.shape), locs);
+        let seg = match prev_stage {
+            None => nnunet_augment::Tensor::new(c.seg, 1, c.shape),
+            Some(folder) => {
+                let mut seg = c.seg;
+                seg.extend(read_prev_stage(folder, id, c.shape)?);
+                nnunet_augment::Tensor::new(seg, 2, c.shape)
+            }
+        };
+        src.push(nnunet_augment::Tensor::new(c.data, c.channels, c.shape), seg, locs);
     }
     Ok(src)
+}
+
+/// The previous stage's segmentation of `id`, which must have the preprocessed case's shape.
+fn read_prev_stage(folder: &Path, id: &str, shape: [usize; 3]) -> Result<Vec<i16>, TrainError> {
+    let (seg, s) = crate::cascade::read_previous_stage_segmentation(folder, id).map_err(|e| input(e.to_string()))?;
+    if s != shape {
+        return Err(input(format!(
+            "{}: previous-stage segmentation of {id} has shape {s:?}, the preprocessed case {shape:?}",
+            folder.display()
+        )));
+    }
+    Ok(seg)
 }
 
 fn to_engine_batch(b: nnunet_augment::Batch) -> Batch {
@@ -181,14 +229,6 @@ fn to_engine_batch(b: nnunet_augment::Batch) -> Batch {
 
 fn ignore_key(lm_ignore: Option<i64>, all_labels: &[i64]) -> Option<AugKey> {
     lm_ignore.map(|_| AugKey::Region(std::iter::once(-1).chain(all_labels.iter().map(|&l| l as i32)).collect()))
-}
-
-/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 /// Train one fold. Blocking; reports progress through `events`.
@@ -212,7 +252,10 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         return Err(input(format!("{}: no preprocessed cases", st.data_dir.display())));
     }
     let splits_path = req.preprocessed_dir.join("splits_final.json");
-    let splits = if splits_path.exists() {
+    // fold `all` trains and validates on every case without a split file (nnU-Net's do_split)
+    let splits = if req.fold == Fold::All {
+        Vec::new()
+    } else if splits_path.exists() {
         splits::read_splits(&splits_path).map_err(|e| input(e.to_string()))?
     } else {
         let s = splits::default_splits(&all_ids).map_err(|e| input(e.to_string()))?;
@@ -233,15 +276,23 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     }
     pcfg.use_mask_for_norm = st.use_mask_for_norm.clone();
     pcfg.ignore_label = None; // the loss masks the ignore label itself
-    pcfg.ds_scales = if req.trainer.enable_deep_supervision { Some(deep_supervision_scales(&st.strides)) } else { None };
+    if let Some(dir) = &st.prev_stage_dir {
+        pcfg.cascade_foreground_labels = Some(lm.foreground_labels().iter().map(|&l| l as i16).collect());
+        events(TrainEvent::Message(format!("cascade: segmentations of the previous stage from {}", dir.display())));
+    }
+    pcfg.ds_scales = if req.trainer.enable_deep_supervision {
+        Some(st.output_strides.iter().map(|s| s.iter().map(|&x| 1.0 / x as f64).collect()).collect())
+    } else {
+        None
+    };
     let (train_pipe, train_patch) = if req.trainer.data_augmentation {
         (training_pipeline(&pcfg), da.initial_patch_size.clone())
     } else {
         (validation_pipeline(&pcfg), st.patch.clone())
     };
     let ignore = ignore_key(lm.ignore_label, &lm.all_labels);
-    let src_train = Arc::new(load_cases(&st.data_dir, &train_ids)?);
-    let src_val = Arc::new(load_cases(&st.data_dir, &val_ids)?);
+    let src_train = Arc::new(load_cases(&st.data_dir, &train_ids, st.prev_stage_dir.as_deref())?);
+    let src_val = Arc::new(load_cases(&st.data_dir, &val_ids, st.prev_stage_dir.as_deref())?);
     let oversampling = Oversampling::LastPercent(req.trainer.oversample_foreground_percent);
     let mk = |src: Arc<InMemorySource>, patch: &[usize], pipe| {
         let n = src.cases.len();
@@ -250,9 +301,6 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     };
     let train_loader = Arc::new(mk(src_train, &train_patch, train_pipe)?);
     let val_loader = Arc::new(mk(src_val, &st.patch, validation_pipeline(&pcfg))?);
-    let workers = req.workers.max(1);
-    let mut train_batches = BatchProducer::new(train_loader, workers, 2, req.seed);
-    let mut val_batches = BatchProducer::new(val_loader, workers.div_ceil(2), 2, req.seed ^ 0x5eed);
 
     // network, optimizer, loss (weights initialised from the run's seed)
     req.device.seed(req.seed);
@@ -272,9 +320,26 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         grad_clip: Some(req.trainer.grad_clip_norm),
     };
 
+    if let Some(pw) = &req.pretrained_weights {
+        if req.continue_training {
+            return Err(input(
+                "Cannot both continue a training AND load pretrained weights. Pretrained weights can only be used at the beginning of the training.",
+            ));
+        }
+        // on the base device: the autodiff twin shares its storage, and no graph is needed to read weights
+        let loaded = crate::pretrained::load_pretrained_weights(arch.as_ref(), net.as_mut(), pw, &req.device).map_err(input)?;
+        events(TrainEvent::Message(format!(
+            "################### Loading pretrained weights from file {} ################### ({} tensors; segmentation layers kept fresh)",
+            pw.display(),
+            loaded.len()
+        )));
+    }
     let mut log = TrainingLog::default();
     let mut best_ema: Option<f64> = None;
     let mut start_epoch = 0;
+    let (iters, val_iters) = (req.trainer.num_iterations_per_epoch as u64, req.trainer.num_val_iterations_per_epoch as u64);
+    let mut rng = RngState { seed: req.seed, next_train_batch: 0, next_val_batch: 0 };
+    let mut resume_note = None;
     if req.continue_training {
         match checkpoint::resume_candidate(&fold_dir) {
             Some(dir) => {
@@ -283,11 +348,30 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
                 log = meta.logging;
                 best_ema = meta.best_ema;
                 start_epoch = meta.current_epoch;
-                events(TrainEvent::Message(format!("Resuming from {} at epoch {start_epoch}", dir.display())));
+                let e = start_epoch as u64;
+                rng = meta.rng.unwrap_or(RngState { seed: req.seed, next_train_batch: e * iters, next_val_batch: e * val_iters });
+                let note = format!(
+                    "Resuming from {} at epoch {start_epoch} (data stream seed {}, next training batch {})",
+                    dir.display(),
+                    rng.seed,
+                    rng.next_train_batch
+                );
+                events(TrainEvent::Message(note.clone()));
+                resume_note = Some(note);
             }
             None => events(TrainEvent::Message("--c: no checkpoint found, starting a new training".into())),
         }
     }
+    // batches are a pure function of (seed, index): a resumed run continues the uninterrupted run's stream
+    let workers = req.workers.max(1);
+    let mut train_batches = BatchProducer::starting_at(train_loader, workers, 2, rng.seed, rng.next_train_batch);
+    let mut val_batches = BatchProducer::starting_at(val_loader, workers.div_ceil(2), 2, rng.seed ^ 0x5eed, rng.next_val_batch);
+    let first_epoch = start_epoch as u64;
+    let rng_at = |epoch: usize| RngState {
+        seed: rng.seed,
+        next_train_batch: rng.next_train_batch + (epoch as u64 - first_epoch) * iters,
+        next_val_batch: rng.next_val_batch + (epoch as u64 - first_epoch) * val_iters,
+    };
 
     let started = LogTime::now();
     let mut text = TextLog::create(&fold_dir, started).map_err(|e| io(&fold_dir, e))?;
@@ -296,6 +380,9 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         req.trainer_name, req.plans_name, req.configuration, req.fold, req.device_name, st.patch, st.batch_size, st.network_class
     ));
     let _ = text.log(&format!("configuration: {}", Value::Object(st.cfg.clone())));
+    if let Some(note) = &resume_note {
+        let _ = text.log(note);
+    }
     let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into());
     let tb_name = event_file_name(now_wall_time() as u64, &host);
     let mut tb = EventWriter::create(&fold_dir, &tb_name, now_wall_time()).map_err(|e| io(&fold_dir, e))?;
@@ -315,6 +402,8 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         } else {
             Some(req.trainer.mirror_axes.clone().unwrap_or(da.mirror_axes.clone()))
         },
+        rng: Some(rng_at(epoch)),
+        deep_supervision: Some(st.spec.deep_supervision),
     };
     let n_epochs = req.trainer.num_epochs;
     for epoch in start_epoch..n_epochs {
@@ -355,6 +444,12 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         log.epoch_start_timestamps.push(wall0);
         log.epoch_end_timestamps.push(wall0 + seconds);
         let _ = text.epoch_end(LogTime::now(), train_loss, val_loss, &dice, seconds);
+        let mib = |b: Option<u64>| b.map_or("n/a".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+        let _ = text.log(&format!(
+            "Peak memory: allocated {}, reserved {}",
+            mib(nnunet_core::memory::peak_allocated_bytes()),
+            mib(nnunet_core::memory::peak_resident_bytes())
+        ));
         let _ = tb.add_scalars_at(
             &[
                 ("train_loss", train_loss as f32),
@@ -410,8 +505,11 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
 }
 
 /// nnU-Net's `perform_actual_validation`: predict the fold's validation cases from their preprocessed arrays with the
-/// final checkpoint (sliding window, step 0.5, Gaussian, mirroring as the trainer allows), export them to
-/// `fold_X/validation/<case><ending>` and evaluate against `gt_segmentations` into `validation/summary.json`.
+/// final checkpoint (sliding window, step 0.5, Gaussian, mirroring as the trainer allows; a cascade stage appends the
+/// one-hot previous-stage segmentation), export them to `fold_X/validation/<case><ending>` and evaluate against
+/// `gt_segmentations` into `validation/summary.json`. A configuration with `next_stage` also exports each case's
+/// segmentation resampled to the next stage's preprocessed shape into `predicted_next_stage/<next_stage>/<case>.npz`
+/// (see [`crate::cascade`]).
 pub fn final_validation(
     req: &TrainRequest,
     st: &Setup,
@@ -432,12 +530,68 @@ pub fn final_validation(
     let rw = predictor.writer(None).map_err(|e| input(e.to_string()))?;
     let ending = req.dataset_json.file_ending.clone();
     let mirror = predictor.allowed_mirroring_axes.as_ref().is_some_and(|a| !a.is_empty());
+    let foreground = st.lm.foreground_labels();
+    // next stages: (name, preprocessed folder, export folder)
+    let mut next = Vec::new();
+    for n in &st.next_stages {
+        let ncfg = nnunet_schema::plans::resolve_configuration(&req.plans, n).map_err(|e| input(format!("next stage '{n}': {e}")))?;
+        let ident =
+            ncfg.get("data_identifier").and_then(Value::as_str).ok_or_else(|| input(format!("next stage '{n}' lacks data_identifier")))?;
+        let dir = req.output_dir.join(crate::cascade::NEXT_STAGE_FOLDER).join(n);
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        next.push((n.clone(), req.preprocessed_dir.join(ident), dir));
+    }
     for (i, id) in val_ids.iter().enumerate() {
-        let c = nnunet_data::storage::read_case(&st.data_dir, id).map_err(|e| input(e.to_string()))?;
+        let mut c = nnunet_data::storage::read_case(&st.data_dir, id).map_err(|e| input(e.to_string()))?;
+        if let Some(folder) = &st.prev_stage_dir {
+            let prev = read_prev_stage(folder, id, c.shape)?;
+            crate::cascade::append_one_hot(&mut c.data, &mut c.channels, &prev, &foreground);
+        }
         let [z, y, x] = c.shape;
         let logits = predictor.predict_preprocessed(&c.data, [c.channels, z, y, x], 0.5, mirror);
-        write_case(id, &logits, predictor.num_heads(), c.shape, &c.properties, &predictor.export, rw.as_ref(), &out, &ending, false)
-            .map_err(|e| input(format!("validation case {id}: {e}")))?;
+        write_case(
+            id,
+            &logits,
+            predictor.num_heads(),
+            c.shape,
+            &c.properties,
+            &predictor.export,
+            rw.as_ref(),
+            &out,
+            &ending,
+            req.save_probabilities,
+        )
+        .map_err(|e| input(format!("validation case {id}: {e}")))?;
+        for (n, pre, dir) in &next {
+            // the target shape is the next stage's preprocessed shape of this case
+            let target = match nnunet_data::storage::data_header(pre, id) {
+                Ok(h) if h.shape.len() == 4 => [h.shape[1], h.shape[2], h.shape[3]],
+                _ => {
+                    events(TrainEvent::Message(format!(
+                        "Predicting next stage {n} failed for case {id} because the preprocessed file is missing! Run the preprocessing \
+                         for this configuration first!"
+                    )));
+                    continue;
+                }
+            };
+            let ex = &predictor.export;
+            let spacing: Vec<f64> = if ex.configuration_spacing.len() == 3 {
+                ex.configuration_spacing.clone()
+            } else {
+                let tf = ex.transpose_forward;
+                std::iter::once(c.properties.image.spacing[tf[0]]).chain(ex.configuration_spacing.iter().copied()).collect()
+            };
+            let seg = crate::cascade::resample_to_next_stage(
+                &logits,
+                predictor.num_heads(),
+                c.shape,
+                target,
+                &spacing,
+                &ex.resampling,
+                &ex.label_manager,
+            );
+            crate::cascade::write_next_stage_segmentation(dir, id, &seg, target, foreground.len()).map_err(|e| input(e.to_string()))?;
+        }
         events(TrainEvent::Message(format!("validation: predicted {id} ({}/{})", i + 1, val_ids.len())));
     }
     let gt = req.preprocessed_dir.join("gt_segmentations");
@@ -471,7 +625,11 @@ pub fn validate_only(req: &TrainRequest, best: bool, events: &mut dyn FnMut(Trai
         return Err(input(format!("{}: no {chk}; train this fold first", fold_dir.display())));
     }
     let all_ids = nnunet_data::storage::list_cases(&st.data_dir).map_err(|e| input(e.to_string()))?;
-    let splits = splits::read_splits(&req.preprocessed_dir.join("splits_final.json")).map_err(|e| input(e.to_string()))?;
+    let splits = if req.fold == Fold::All {
+        Vec::new()
+    } else {
+        splits::read_splits(&req.preprocessed_dir.join("splits_final.json")).map_err(|e| input(e.to_string()))?
+    };
     let (_, val_ids) = splits::split_for_fold(&splits, &all_ids, req.fold).map_err(|e| input(e.to_string()))?;
     final_validation(req, &st, &fold_dir, &val_ids, chk, events)
 }
@@ -485,6 +643,8 @@ fn write_debug_json(req: &TrainRequest, st: &Setup, fold_dir: &Path, params: usi
         "configuration_resolved": Value::Object(st.cfg.clone()),
         "fold": req.fold.to_string(),
         "network_class_name": st.network_class,
+        "architecture_selection": req.architecture_selection,
+        "plugin": req.plugin,
         "num_parameters": params,
         "patch_size": st.patch,
         "batch_size": st.batch_size,
@@ -495,8 +655,11 @@ fn write_debug_json(req: &TrainRequest, st: &Setup, fold_dir: &Path, params: usi
         "nnunet_version": env!("CARGO_PKG_VERSION"),
         "burn_version": "0.22.1",
         "data_augmentation_workers": req.workers,
-        "peak_host_memory_bytes": peak_rss_bytes(),
-        "peak_device_memory_bytes": Value::Null,
+        // the CPU backend's tensors live on the heap: peak live heap bytes ("allocated") and peak resident set
+        // ("reserved"); a GPU backend reports its device allocator's figures under the same keys
+        "peak_memory_allocated_bytes": nnunet_core::memory::peak_allocated_bytes(),
+        "peak_memory_reserved_bytes": nnunet_core::memory::peak_resident_bytes(),
+        "memory_measured_on": "host (CPU backend)",
     });
     nnunet_schema::json::write_json_atomic(&fold_dir.join("debug.json"), &v).map_err(|e| io(fold_dir, e))
 }

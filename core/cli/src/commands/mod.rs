@@ -2,11 +2,15 @@
 //! as a native subcommand) only once its behaviour is implemented; until then its `nnUNetv2_*` alias
 //! parses nnU-Net's flags and reports that the behaviour is not built yet.
 
+pub mod benchmark;
+pub mod ensemble;
 pub mod evaluate;
 pub mod export;
 pub mod install_aliases;
 pub mod list;
+pub mod model_selection;
 pub mod plan;
+pub mod plugin;
 pub mod predict;
 pub mod summary;
 pub mod train;
@@ -41,7 +45,7 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     (
         "train",
         train::run,
-        "implemented on the CPU (nnUNetTrainer recipe, presets, final validation, --val/--val_best); not yet: -num_gpus > 1, -pretrained_weights, cascade, -device cuda",
+        "implemented on the CPU (nnUNetTrainer recipe, presets, --c incl. data-stream state, -pretrained_weights, cascade, --npz, final validation, --val/--val_best; --arch extension); not yet: -num_gpus > 1, -device cuda",
     ),
     (
         "predict",
@@ -50,7 +54,29 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     ),
     ("predict-from-modelfolder", predict::predict_from_modelfolder, "implemented on the CPU (as predict, with -m MODEL_FOLDER)"),
     ("preprocess", plan::preprocess, "implemented (arrays equal to nnU-Net 2.8.1's; storage format: ADR 0005)"),
+    ("ensemble", ensemble::ensemble, "implemented (averages the .npz probabilities; reads nnU-Net's and our .npz/.pkl)"),
+    (
+        "accumulate-crossval-results",
+        model_selection::accumulate_crossval_results,
+        "implemented (merged folder and summary.json equal to nnU-Net 2.8.1's)",
+    ),
+    (
+        "find-best-configuration",
+        model_selection::find_best_configuration,
+        "implemented (cross-validation results, pairwise ensembles, postprocessing, inference_information.json and instructions as nnU-Net 2.8.1)",
+    ),
 ];
+
+/// `--arch NAME [--arch-config JSON]` (nnunet extension), if given.
+pub fn arch_selection(p: &Parsed) -> anyhow::Result<Option<nnunet_core::selection::ArchSelection>> {
+    match (p.string("arch"), p.string("arch_config")) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(crate::user("--arch-config needs --arch NAME (the architecture whose kwargs it overrides)")),
+        (Some(a), cfg) => {
+            nnunet_core::selection::ArchSelection::resolve(&a, cfg.as_deref()).map(Some).map_err(|e| crate::user(format!("--arch: {e}")))
+        }
+    }
+}
 
 /// The device for nnU-Net's `-device` flag. Only the CPU backend (flex) is compiled into this build.
 pub fn device(name: &str) -> anyhow::Result<(burn::tensor::Device, String)> {

@@ -142,7 +142,11 @@ fn plan(name: &str, p: &Parsed) -> Result<String> {
             )
         }
     };
-    let plans_name_override = p.string("overwrite_plans_name");
+    let selection = super::arch_selection(p)?;
+    let configured = selection.as_ref().map(|s| s.configured());
+    // matched-VRAM plans for a selected architecture get their own default name, so they never clobber the preset's
+    let plans_name_override =
+        p.string("overwrite_plans_name").or_else(|| selection.as_ref().map(|s| format!("{}_{}", planner.default_plans_name(), s.tag())));
     let plans_name = plans_name_override.clone().unwrap_or_else(|| planner.default_plans_name().to_string());
     let plans_path = pre.join(format!("{plans_name}.json"));
     let existing: Option<Plans> = if plans_path.exists() { Some(read_json(&plans_path).map_err(|e| user(e.to_string()))?) } else { None };
@@ -154,6 +158,9 @@ fn plan(name: &str, p: &Parsed) -> Result<String> {
     ctx.overwrite_target_spacing = spacing.as_deref();
     ctx.preprocessor_name = preprocessor.as_deref();
     ctx.existing_plans = existing.as_ref();
+    if let (Some(sel), Some(c)) = (&selection, &configured) {
+        ctx.architecture = Some((sel.entry.name, c as &dyn nnunet_core::Architecture));
+    }
     let out = planner.plan(&ctx).map_err(|e| user(format!("{name}: {e}")))?;
     for m in &out.messages {
         println!("{m}");

@@ -21,17 +21,20 @@ pub fn run(p: &Parsed) -> Result<()> {
     if num_gpus != 1 {
         return Err(anyhow::Error::new(NotImplemented(format!("nnUNetv2_train -num_gpus {num_gpus} (multi-GPU training)"))));
     }
-    if p.string("pretrained_weights").is_some() {
-        return Err(anyhow::Error::new(NotImplemented("nnUNetv2_train -pretrained_weights".into())));
-    }
     let (device, device_name) = super::device(&p.string("device").unwrap_or_else(|| "cuda".into()))?;
     let name = paths::resolve_dataset_name(&dataset)?;
     let pre = paths::env_dir(PREPROCESSED)?.join(&name);
     let plans_path = pre.join(format!("{plans_name}.json"));
-    let plans: Plans = read_json(&plans_path).map_err(|e| user(e.to_string()))?;
+    let mut plans: Plans = read_json(&plans_path).map_err(|e| user(e.to_string()))?;
+    let selection = super::arch_selection(p)?;
+    let mut run_name = trainer_name.clone();
+    if let Some(sel) = &selection {
+        sel.apply_to_plans(&mut plans, &configuration).map_err(|e| user(format!("{}: {e}", plans_path.display())))?;
+        run_name = format!("{trainer_name}+{}", sel.tag());
+    }
     let dataset_json: DatasetJson = read_json(&pre.join("dataset.json")).map_err(|e| user(e.to_string()))?;
     let trainer = nnunet_engine::presets::trainer_config(&trainer_name).map_err(|e| user(e.to_string()))?;
-    let output_dir = paths::env_dir(RESULTS)?.join(&name).join(format!("{trainer_name}__{plans_name}__{configuration}"));
+    let output_dir = paths::env_dir(RESULTS)?.join(&name).join(format!("{run_name}__{plans_name}__{configuration}"));
     let workers = std::env::var("nnUNet_n_proc_DA").ok().and_then(|v| v.parse().ok()).unwrap_or(2usize);
     let req = TrainRequest {
         dataset_name: name.clone(),
@@ -42,9 +45,15 @@ pub fn run(p: &Parsed) -> Result<()> {
         preprocessed_dir: pre,
         output_dir,
         fold,
-        trainer_name,
+        trainer_name: run_name,
         trainer,
+        architecture_selection: selection
+            .as_ref()
+            .map(|s| serde_json::json!({"arch": s.entry.name, "arch_config": s.overrides, "tag": s.tag(), "base_trainer": trainer_name})),
         continue_training: p.flag("c"),
+        pretrained_weights: p.string("pretrained_weights").map(std::path::PathBuf::from),
+        save_probabilities: p.flag("npz"),
+        plugin: nnunet_plugin::active_run().map(|p| p.to_json()),
         disable_checkpointing: p.flag("disable_checkpointing"),
         device,
         device_name,
