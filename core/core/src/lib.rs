@@ -21,7 +21,7 @@ pub use loss::{Loss, LossSettings};
 pub use network::{NamedParam, Network, NetworkModule, boxed};
 pub use planner::{PlanContext, PlanError, Planner};
 pub use registry::{Entry, Kind, Registry, RegistryError};
-pub use trainer::{TrainerConfig, TrainerPreset};
+pub use trainer::{DsWeighting, OptimizerKind, TrainerConfig, TrainerPreset};
 
 /// Re-exported so that the registration macros work in crates that do not depend on inventory.
 #[doc(hidden)]

@@ -22,6 +22,55 @@ pub struct TrainerConfig {
     pub data_augmentation: bool,
     pub save_every: usize,
     pub loss: String,
+    /// The optimizer (nnU-Net: SGD with Nesterov momentum; MedNeXt's recipe: AdamW).
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// AdamW's epsilon (MedNeXt: 1e-4); unused by SGD.
+    #[serde(default = "default_adam_eps")]
+    pub adam_eps: f64,
+    /// How the deep-supervision outputs are weighted.
+    #[serde(default)]
+    pub ds_weighting: DsWeighting,
+}
+
+fn default_adam_eps() -> f64 {
+    1e-8
+}
+
+/// The optimizer of a training run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OptimizerKind {
+    /// `SGD(lr, momentum, nesterov=True, weight_decay)` (nnUNetTrainer).
+    #[default]
+    Sgd,
+    /// `AdamW(lr, weight_decay, eps, betas=(0.9, 0.999))` with PyTorch's decoupled weight decay.
+    AdamW,
+}
+
+/// Deep-supervision loss weights for `n` outputs (full resolution first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DsWeighting {
+    /// nnU-Net v2: `1/2^i`, the lowest-resolution output weighted 0, normalised.
+    #[default]
+    NnUNetV2,
+    /// MedNeXt's v1 trainers: `1/2^i` over one more (phantom) level that gets weight 0, so every real output
+    /// contributes; normalised (5 outputs: 0.516, 0.258, 0.129, 0.065, 0.032).
+    MedNeXtV1,
+}
+
+impl DsWeighting {
+    /// The normalised weights of `n` outputs.
+    pub fn weights(self, n: usize) -> Vec<f64> {
+        if n <= 1 {
+            return vec![1.0; n];
+        }
+        let mut w: Vec<f64> = (0..n).map(|i| 1.0 / 2f64.powi(i as i32)).collect();
+        if self == DsWeighting::NnUNetV2 {
+            w[n - 1] = 0.0;
+        }
+        let s: f64 = w.iter().sum();
+        w.iter().map(|x| x / s).collect()
+    }
 }
 
 impl Default for TrainerConfig {
@@ -41,6 +90,9 @@ impl Default for TrainerConfig {
             data_augmentation: true,
             save_every: 50,
             loss: "DC_and_CE_loss".to_string(),
+            optimizer: OptimizerKind::Sgd,
+            adam_eps: default_adam_eps(),
+            ds_weighting: DsWeighting::NnUNetV2,
         }
     }
 }
@@ -49,4 +101,28 @@ impl Default for TrainerConfig {
 pub trait TrainerPreset: Send + Sync {
     /// Apply this preset to `cfg` (which starts as [`TrainerConfig::default`]).
     fn apply(&self, cfg: &mut TrainerConfig);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_supervision_weights() {
+        let close = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4);
+        assert!(close(&DsWeighting::NnUNetV2.weights(5), &[0.533333, 0.266667, 0.133333, 0.066667, 0.0]));
+        // MedNeXt's trainer: 6 fake levels, the last zeroed, normalised by 1.9375
+        assert!(close(&DsWeighting::MedNeXtV1.weights(5), &[0.516129, 0.258065, 0.129032, 0.064516, 0.032258]));
+        assert_eq!(DsWeighting::NnUNetV2.weights(1), vec![1.0]);
+    }
+
+    #[test]
+    fn older_configs_deserialize_with_nnunet_defaults() {
+        let mut v = serde_json::to_value(TrainerConfig::default()).unwrap();
+        for k in ["optimizer", "adam_eps", "ds_weighting"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        let c: TrainerConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(c, TrainerConfig::default());
+    }
 }

@@ -31,7 +31,7 @@ fn main() {
         let outs = net.forward(x.clone());
         let _ = outs[0].clone().sum().into_scalar::<f32>();
         let t1 = Instant::now();
-        let loss = nnunet_engine::loss::deep_supervised(&nnunet_engine::loss::DcAndCe, &outs, &targets, &s);
+        let loss = nnunet_engine::loss::deep_supervised(&nnunet_engine::loss::DcAndCe, &outs, &targets, &s, nnunet_core::DsWeighting::NnUNetV2);
         let _ = loss.clone().into_scalar::<f32>();
         let t2 = Instant::now();
         net.step(&mut optim, 0.01, loss, Some(12.0));

@@ -94,8 +94,13 @@ pub fn calibrate(req: &CalibrationRequest) -> Result<Calibration, String> {
     let mut net = arch.build(&req.spec, &dev).map_err(|e| e.to_string())?;
     let mut optim = sgd(0.99, 3e-5);
     let loss: Box<dyn Loss> = if req.settings.regions.is_some() { Box::new(DcAndBce) } else { Box::new(DcAndCe) };
-    let ctx =
-        StepContext { loss: loss.as_ref(), settings: &req.settings, deep_supervision: req.spec.deep_supervision, grad_clip: Some(12.0) };
+    let ctx = StepContext {
+        loss: loss.as_ref(),
+        settings: &req.settings,
+        deep_supervision: req.spec.deep_supervision,
+        grad_clip: Some(12.0),
+        ds_weighting: nnunet_core::DsWeighting::NnUNetV2,
+    };
     let mut step_seconds = Vec::with_capacity(req.steps);
     for _ in 0..req.steps.max(1) {
         let t0 = Instant::now();

@@ -97,13 +97,7 @@ impl Loss for DcAndBce {
 /// nnU-Net's deep-supervision weights for `n` outputs (full resolution first): `1/2^i`, the lowest resolution
 /// set to 0, normalised to sum 1. `n == 1` gives `[1]`.
 pub fn deep_supervision_weights(n: usize) -> Vec<f64> {
-    if n <= 1 {
-        return vec![1.0; n];
-    }
-    let mut w: Vec<f64> = (0..n).map(|i| 1.0 / 2f64.powi(i as i32)).collect();
-    w[n - 1] = 0.0;
-    let s: f64 = w.iter().sum();
-    w.iter().map(|x| x / s).collect()
+    nnunet_core::DsWeighting::NnUNetV2.weights(n)
 }
 
 /// Flatten `(b, c, z, y, x)` to `(b, c, n)`.
@@ -119,9 +113,15 @@ pub fn flatten_int(x: Tensor<5, Int>) -> Tensor<3, Int> {
 }
 
 /// Deep-supervised loss: `Σ w_i · loss(outputs[i], targets[i])`, skipping zero weights.
-pub fn deep_supervised(loss: &dyn Loss, outputs: &[Tensor<5>], targets: &[Tensor<5, Int>], s: &LossSettings) -> Tensor<1> {
+pub fn deep_supervised(
+    loss: &dyn Loss,
+    outputs: &[Tensor<5>],
+    targets: &[Tensor<5, Int>],
+    s: &LossSettings,
+    weighting: nnunet_core::DsWeighting,
+) -> Tensor<1> {
     assert_eq!(outputs.len(), targets.len(), "one target per output");
-    let w = deep_supervision_weights(outputs.len());
+    let w = weighting.weights(outputs.len());
     let mut total: Option<Tensor<1>> = None;
     for ((o, t), wi) in outputs.iter().zip(targets).zip(w) {
         if wi == 0.0 {

@@ -3,7 +3,7 @@
 
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamWConfig, ModuleOptimizer, SgdConfig};
 
 /// `SGD(lr, momentum, nesterov=True, weight_decay)` as nnUNetTrainer configures it. Gradient clipping is done
 /// globally by [`nnunet_core::Network::step`] (burn's own clipping is per tensor).
@@ -12,6 +12,20 @@ pub fn sgd(momentum: f64, weight_decay: f64) -> ModuleOptimizer {
         .with_momentum(Some(MomentumConfig { momentum, dampening: 0.0, nesterov: true }))
         .with_weight_decay(if weight_decay > 0.0 { Some(WeightDecayConfig { penalty: weight_decay as f32 }) } else { None })
         .init()
+}
+
+/// `AdamW(lr, weight_decay, eps, betas=(0.9, 0.999))` with PyTorch's semantics (decoupled weight decay, bias-corrected
+/// moments, `eps` added to the square root): MedNeXt's optimizer.
+pub fn adamw(weight_decay: f64, eps: f64) -> ModuleOptimizer {
+    AdamWConfig::new().with_beta_1(0.9).with_beta_2(0.999).with_epsilon(eps as f32).with_weight_decay(weight_decay as f32).init()
+}
+
+/// The optimizer a trainer configuration asks for.
+pub fn optimizer(cfg: &nnunet_core::TrainerConfig) -> ModuleOptimizer {
+    match cfg.optimizer {
+        nnunet_core::OptimizerKind::Sgd => sgd(cfg.momentum, cfg.weight_decay),
+        nnunet_core::OptimizerKind::AdamW => adamw(cfg.weight_decay, cfg.adam_eps),
+    }
 }
 
 /// `PolyLRScheduler`: `initial · (1 − epoch/max_epochs)^0.9`.
@@ -26,6 +40,32 @@ mod tests {
     use burn::nn::{Linear, LinearConfig};
     use burn::optim::GradientsParams;
     use burn::tensor::{Device, Tensor, TensorData};
+
+    /// Two AdamW steps equal PyTorch's `AdamW(lr=0.1, betas=(0.9, 0.999), eps=1e-4, weight_decay=3e-5)` on
+    /// `loss = sum(w * x)`, computed by hand from PyTorch's update rule.
+    #[test]
+    fn adamw_follows_pytorch() {
+        let dev = Device::default().autodiff();
+        let mut lin: Linear = LinearConfig::new(1, 1).with_bias(false).init(&dev);
+        lin.weight = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.5f32], [1, 1]), &dev));
+        let mut opt = adamw(3e-5, 1e-4);
+        let x = Tensor::<2>::from_data(TensorData::new(vec![2.0f32], [1, 1]), &dev);
+        let (mut w, mut m, mut v) = (0.5f64, 0.0f64, 0.0f64);
+        for step in 1..=2 {
+            let loss = lin.forward(x.clone()).sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &lin);
+            lin = opt.step(0.1, lin, grads);
+            // PyTorch: w *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; w -= lr * m_hat / (sqrt(v_hat) + eps)
+            let g = 2.0;
+            w *= 1.0 - 0.1 * 3e-5;
+            m = 0.9 * m + 0.1 * g;
+            v = 0.999 * v + 0.001 * g * g;
+            let (mh, vh) = (m / (1.0 - 0.9f64.powi(step)), v / (1.0 - 0.999f64.powi(step)));
+            w -= 0.1 * mh / (vh.sqrt() + 1e-4);
+            let got = lin.weight.val().into_data().convert::<f32>().iter::<f32>().next().unwrap() as f64;
+            assert!((got - w).abs() < 1e-5, "step {step}: {got} vs {w}");
+        }
+    }
 
     #[test]
     fn poly_lr_matches_spec() {

@@ -90,6 +90,18 @@ nnunet_core::register_trainer!(
     }))
 );
 
+nnunet_core::register_trainer!(
+    "nnUNetTrainerMedNeXt",
+    "MedNeXt's v1 recipe (spec 1.7) with nnU-Net v2's pipeline: AdamW lr 1e-3, wd 3e-5, eps 1e-4, poly LR, every deep-supervision output weighted; use with --arch MedNeXt",
+    || Box::new(Preset(|c| {
+        c.optimizer = nnunet_core::OptimizerKind::AdamW;
+        c.initial_lr = 1e-3;
+        c.weight_decay = 3e-5;
+        c.adam_eps = 1e-4;
+        c.ds_weighting = nnunet_core::DsWeighting::MedNeXtV1;
+    }))
+);
+
 /// The configuration of trainer `name` (registry lookup + preset).
 pub fn trainer_config(name: &str) -> Result<TrainerConfig, nnunet_core::RegistryError> {
     let preset = nnunet_core::registry::trainers()?.create(name)?;
@@ -108,6 +120,11 @@ mod tests {
         assert_eq!(trainer_config("nnUNetTrainer_250epochs").unwrap().num_epochs, 250);
         assert_eq!(trainer_config("nnUNetTrainer_1epoch").unwrap().num_epochs, 1);
         assert!(!trainer_config("nnUNetTrainerNoDeepSupervision").unwrap().enable_deep_supervision);
+        let m = trainer_config("nnUNetTrainerMedNeXt").unwrap();
+        assert_eq!(
+            (m.optimizer, m.initial_lr, m.adam_eps, m.ds_weighting),
+            (nnunet_core::OptimizerKind::AdamW, 1e-3, 1e-4, nnunet_core::DsWeighting::MedNeXtV1)
+        );
         let e = trainer_config("nnUNetTrainer_250epoch").unwrap_err().to_string();
         assert!(e.contains("Did you mean"), "{e}");
     }

@@ -4,7 +4,7 @@
 
 use crate::checkpoint::{self, CheckpointMeta, RngState, TrainingLog};
 use crate::loss::{DcAndBce, DcAndCe};
-use crate::optim::{poly_lr, sgd};
+use crate::optim::poly_lr;
 use crate::train::{Batch, DiceCounts, StepContext, train_step, validation_step};
 use burn::tensor::Device;
 use nnunet_augment::{
@@ -311,13 +311,14 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         .map_err(|e| input(e.to_string()))?;
     let arch = (arch.make)();
     let mut net: Box<dyn Network> = arch.build(&st.spec, &dev).map_err(|e| input(format!("{}: {e}", st.network_class)))?;
-    let mut optim = sgd(req.trainer.momentum, req.trainer.weight_decay);
+    let mut optim = crate::optim::optimizer(&req.trainer);
     let loss: Box<dyn Loss> = if st.settings.regions.is_some() { Box::new(DcAndBce) } else { Box::new(DcAndCe) };
     let ctx = StepContext {
         loss: loss.as_ref(),
         settings: &st.settings,
         deep_supervision: req.trainer.enable_deep_supervision,
         grad_clip: Some(req.trainer.grad_clip_norm),
+        ds_weighting: req.trainer.ds_weighting,
     };
 
     if let Some(pw) = &req.pretrained_weights {

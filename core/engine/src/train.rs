@@ -72,6 +72,7 @@ pub struct StepContext<'a> {
     pub settings: &'a LossSettings,
     pub deep_supervision: bool,
     pub grad_clip: Option<f64>,
+    pub ds_weighting: nnunet_core::DsWeighting,
 }
 
 fn outputs_for_loss(outs: Vec<Tensor<5>>, ds: bool) -> Vec<Tensor<5>> {
@@ -84,7 +85,7 @@ pub fn train_step(net: &mut dyn Network, optim: &mut ModuleOptimizer, lr: f64, b
     let targets = batch.target_tensors(dev);
     let outs = outputs_for_loss(net.forward(x), ctx.deep_supervision);
     let n = outs.len().min(targets.len());
-    let loss = deep_supervised(ctx.loss, &outs[..n], &targets[..n], ctx.settings);
+    let loss = deep_supervised(ctx.loss, &outs[..n], &targets[..n], ctx.settings, ctx.ds_weighting);
     let value = loss.clone().into_scalar::<f32>() as f64;
     net.step(optim, lr, loss, ctx.grad_clip);
     value
@@ -96,7 +97,7 @@ pub fn validation_step(net: &dyn Network, batch: &Batch, ctx: &StepContext<'_>, 
     let targets = batch.target_tensors(dev);
     let outs = outputs_for_loss(net.forward(x), ctx.deep_supervision);
     let n = outs.len().min(targets.len());
-    let loss = deep_supervised(ctx.loss, &outs[..n], &targets[..n], ctx.settings).into_scalar::<f32>() as f64;
+    let loss = deep_supervised(ctx.loss, &outs[..n], &targets[..n], ctx.settings, ctx.ds_weighting).into_scalar::<f32>() as f64;
     let logits = flatten(outs[0].clone().detach());
     let target = flatten_int(targets[0].clone());
     (loss, dice_counts(logits, target, ctx.settings))
