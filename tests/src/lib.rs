@@ -153,8 +153,7 @@ pub fn tiny_hippocampus(work: &Path) -> NnunetDirs {
     dirs
 }
 
-/// Read a JSON file (nnU-Net's NaN read as null).
+/// Read a JSON file (nnU-Net's NaN read as null, by the project's own reader).
 pub fn read_json(path: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text.replace("NaN", "null")).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    nnunet_schema::json::read_json(path).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -109,10 +109,12 @@ mod tests {
 
     #[test]
     fn deep_supervision_weights() {
-        let close = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-4);
+        let close = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
         assert!(close(&DsWeighting::NnUNetV2.weights(5), &[0.533333, 0.266667, 0.133333, 0.066667, 0.0]));
         // MedNeXt's trainer: 6 fake levels, the last zeroed, normalised by 1.9375
         assert!(close(&DsWeighting::MedNeXtV1.weights(5), &[0.516129, 0.258065, 0.129032, 0.064516, 0.032258]));
+        let w = DsWeighting::NnUNetV2.weights(3);
+        assert!((w[0] - 2.0 / 3.0).abs() < 1e-12 && (w[1] - 1.0 / 3.0).abs() < 1e-12 && w[2] == 0.0);
         assert_eq!(DsWeighting::NnUNetV2.weights(1), vec![1.0]);
     }
 

@@ -94,12 +94,6 @@ impl Loss for DcAndBce {
     }
 }
 
-/// nnU-Net's deep-supervision weights for `n` outputs (full resolution first): `1/2^i`, the lowest resolution
-/// set to 0, normalised to sum 1. `n == 1` gives `[1]`.
-pub fn deep_supervision_weights(n: usize) -> Vec<f64> {
-    nnunet_core::DsWeighting::NnUNetV2.weights(n)
-}
-
 /// Flatten `(b, c, z, y, x)` to `(b, c, n)`.
 pub fn flatten(x: Tensor<5>) -> Tensor<3> {
     let [b, c, d, h, w] = x.dims();
@@ -155,17 +149,6 @@ mod tests {
 
     fn dev() -> Device {
         Device::default()
-    }
-
-    #[test]
-    fn ds_weights_match_nnunet() {
-        let w = deep_supervision_weights(5);
-        let want = [0.533333, 0.266667, 0.133333, 0.066667, 0.0];
-        for (a, b) in w.iter().zip(want) {
-            assert!((a - b).abs() < 1e-5, "{w:?}");
-        }
-        let w = deep_supervision_weights(3);
-        assert!((w[0] - 2.0 / 3.0).abs() < 1e-12 && (w[1] - 1.0 / 3.0).abs() < 1e-12 && w[2] == 0.0);
     }
 
     /// Reference values computed with nnU-Net 2.8.1's DC_and_CE_loss (PyTorch) on the same tensors.

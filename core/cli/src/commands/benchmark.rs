@@ -38,11 +38,8 @@ pub fn parse_arch(s: &str) -> Result<(String, Option<String>)> {
 
 /// The measured result of one (architecture, dataset, fold) run.
 fn run_record(fold_dir: &Path, wall_seconds: Option<f64>) -> Result<Value> {
-    let read = |p: PathBuf| -> Result<Value> {
-        let text = std::fs::read_to_string(&p).with_context(|| format!("{}: cannot read", p.display()))?;
-        // nnU-Net's summary.json may contain NaN
-        serde_json::from_str(&text.replace("NaN", "null")).with_context(|| format!("{}: not JSON", p.display()))
-    };
+    // nnU-Net's summary.json may contain NaN: the schema reader maps bare NaN tokens (outside strings) to null
+    let read = |p: PathBuf| -> Result<Value> { nnunet_schema::json::read_json(&p).map_err(|e| user(e.to_string())) };
     let summary = read(fold_dir.join("validation/summary.json"))?;
     let debug = read(fold_dir.join("debug.json"))?;
     let meta = read(fold_dir.join("checkpoint_final/checkpoint.json"))?;
