@@ -2,7 +2,7 @@
 //! logger and data-stream state) and finishes; the resumed epochs see the same batches as an uninterrupted run.
 //! Then `-pretrained_weights` initialises another fold from the finished checkpoint.
 
-use nnunet_tests::{nnunet_bin, read_json, run, tempfile_like::TempDir, tiny_hippocampus};
+use nnunet_tests::{aliases_dir, nnunet_bin, read_json, run, tempfile_like::TempDir, tiny_hippocampus};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,27 @@ fn sigkill_mid_epoch_then_continue() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("Loading pretrained weights from file"), "{}", r.stdout);
     assert!(fold.parent().unwrap().join("fold_1/checkpoint_final/checkpoint.json").exists());
+
+    // -num_gpus 2: fold 2 trained by two data-parallel replicas (on the CPU: two threads), the plans' batch of 2 split
+    // 1 + 1 with nnU-Net's per-worker oversampling, to the end and through the final validation
+    let bin = aliases_dir();
+    let r = run(
+        &bin.path().join("nnUNetv2_train"),
+        &["4", "3d_tiny", "2", "-tr", "nnUNetTrainerDebug", "-num_gpus", "2", "-device", "cpu"],
+        &dirs.env(),
+    );
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("worker 0 oversample 0 | worker 0 batch_size 1"), "{}", r.stdout);
+    assert!(r.stdout.contains("worker 1 oversample 1 | worker 1 batch_size 1"), "{}", r.stdout);
+    let fold2 = fold.parent().unwrap().join("fold_2");
+    assert_eq!(read_json(&fold2.join("debug.json"))["num_gpus"], 2);
+    let dp = read_json(&fold2.join("checkpoint_final/checkpoint.json"));
+    let dp_losses: Vec<f64> = serde_json::from_value(dp["logging"]["train_losses"].clone()).unwrap();
+    assert!(dp_losses.len() == 3 && dp_losses.iter().all(|l| l.is_finite()), "{dp_losses:?}");
+    assert!(fold2.join("validation/summary.json").exists());
+    let r = run(&bin.path().join("nnUNetv2_train"), &["4", "3d_tiny", "3", "-num_gpus", "3", "-device", "cpu"], &dirs.env());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("batch size is smaller than the number of GPUs"), "{}", r.stderr);
 
     // an uninterrupted run with the same seed: the resumed epochs trained on the same batches from the same state
     let fresh = work.path().join("fresh");

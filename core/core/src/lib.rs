@@ -17,7 +17,7 @@ pub mod topology;
 pub mod trainer;
 
 pub use architecture::{Architecture, ArchitectureError};
-pub use loss::{Loss, LossSettings};
+pub use loss::{DiceExchange, Loss, LossSettings};
 pub use network::{NamedParam, Network, NetworkModule, boxed};
 pub use planner::{PlanContext, PlanError, Planner};
 pub use registry::{Entry, Kind, Registry, RegistryError};

@@ -29,7 +29,22 @@ pub trait Network: Send {
     /// Backward of `loss`, gradient clipping to total L2 norm `clip_norm` over all parameters (PyTorch's
     /// `clip_grad_norm_`: scale by `clip / (norm + 1e-6)` when the norm exceeds it), and one optimizer step.
     /// Returns the gradient norm before clipping.
-    fn step(&mut self, optim: &mut ModuleOptimizer, lr: f64, loss: Tensor<1>, clip_norm: Option<f64>) -> f64;
+    fn step(&mut self, optim: &mut ModuleOptimizer, lr: f64, loss: Tensor<1>, clip_norm: Option<f64>) -> f64 {
+        let grads = self.backward(loss);
+        self.apply_gradients(optim, lr, grads, clip_norm)
+    }
+
+    /// Gradients of `loss` with respect to this network's parameters.
+    fn backward(&self, loss: Tensor<1>) -> GradientsParams;
+
+    /// Global gradient clipping (see [`Network::step`]) and one optimizer step. Returns the norm before clipping.
+    fn apply_gradients(&mut self, optim: &mut ModuleOptimizer, lr: f64, grads: GradientsParams, clip_norm: Option<f64>) -> f64;
+
+    /// A copy on `device` with its own autodiff graph and the same parameter ids (a data-parallel replica).
+    fn fork(&self, device: &Device) -> Box<dyn Network>;
+
+    /// Add `other` (gradients of a replica, on any device) into `acc` (on this network's device), per parameter.
+    fn accumulate_gradients(&self, acc: &mut GradientsParams, other: GradientsParams);
 
     /// The parameters as a record (to save, compare, or load into another instance).
     fn record(&self) -> ModuleRecord;
@@ -134,12 +149,40 @@ impl<M: NetworkModule> Network for Boxed<M> {
         self.get().num_params()
     }
 
-    fn step(&mut self, optim: &mut ModuleOptimizer, lr: f64, loss: Tensor<1>, clip_norm: Option<f64>) -> f64 {
+    fn backward(&self, loss: Tensor<1>) -> GradientsParams {
+        GradientsParams::from_grads(loss.backward(), self.get())
+    }
+
+    fn apply_gradients(&mut self, optim: &mut ModuleOptimizer, lr: f64, mut grads: GradientsParams, clip_norm: Option<f64>) -> f64 {
         let m = self.0.take().expect("network present between steps");
-        let mut grads = GradientsParams::from_grads(loss.backward(), &m);
         let norm = clip_global_norm(&m, &mut grads, clip_norm);
         self.0 = Some(optim.step(lr, m, grads));
         norm
+    }
+
+    fn fork(&self, device: &Device) -> Box<dyn Network> {
+        Box::new(Boxed(Some(self.get().clone().fork(device))))
+    }
+
+    fn accumulate_gradients(&self, acc: &mut GradientsParams, other: GradientsParams) {
+        struct Add<'a> {
+            acc: &'a mut GradientsParams,
+            other: GradientsParams,
+        }
+        impl ModuleVisitor for Add<'_> {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                let Some(g) = self.other.remove::<D>(p.id) else { return };
+                let sum = match self.acc.remove::<D>(p.id) {
+                    Some(a) => {
+                        let dev = a.device();
+                        a + g.to_device(&dev)
+                    }
+                    None => g.to_device(&p.val().device().inner()),
+                };
+                self.acc.register(p.id, sum);
+            }
+        }
+        self.get().visit(&mut Add { acc, other });
     }
 
     fn record(&self) -> ModuleRecord {

@@ -3,6 +3,7 @@
 pub mod loss;
 pub mod optim;
 pub mod train;
+pub mod parallel;
 pub mod checkpoint;
 pub mod predict;
 pub mod inference;

@@ -28,15 +28,49 @@ fn one_hot(target: &Tensor<3, Int>, c: usize) -> Tensor<3> {
 
 /// Soft Dice per class (MemoryEfficientSoftDiceLoss): `(2I + s) / max(P + G + s, 1e-8)`, sums over voxels (and
 /// the batch when `batch_dice`). Returns `-mean(dc)`.
-fn soft_dice(p: Tensor<3>, y: Tensor<3>, mask: Option<&Tensor<3>>, batch_dice: bool) -> Tensor<1> {
+///
+/// In a data-parallel step with `batch_dice` (`s.exchange`), the sums are those of the global batch: this replica's
+/// (with gradient) plus the other replicas' (constants), as nnU-Net's `AllGatherGrad`. Its backward sums the
+/// gradient over the replicas, so the returned value keeps the Dice value but carries `world ×` its gradient.
+fn soft_dice(p: Tensor<3>, y: Tensor<3>, mask: Option<&Tensor<3>>, s: &LossSettings) -> Tensor<1> {
     let (p, y) = match mask {
         Some(m) => (p * m.clone(), y * m.clone()),
         None => (p, y),
     };
     let (i, ps, gs) = ((p.clone() * y.clone()).sum_dim(2), p.sum_dim(2), y.sum_dim(2)); // (b, c, 1)
-    let (i, ps, gs) = if batch_dice { (i.sum_dim(0), ps.sum_dim(0), gs.sum_dim(0)) } else { (i, ps, gs) };
-    let dc = i.mul_scalar(2.0).add_scalar(SMOOTH) / (ps + gs).add_scalar(SMOOTH).clamp_min(1e-8);
-    dc.mean().neg()
+    let (i, ps, gs) = if s.batch_dice { (i.sum_dim(0), ps.sum_dim(0), gs.sum_dim(0)) } else { (i, ps, gs) };
+    let ratio = |i: Tensor<3>, ps: Tensor<3>, gs: Tensor<3>| {
+        let dc = i.mul_scalar(2.0).add_scalar(SMOOTH) / (ps + gs).add_scalar(SMOOTH).clamp_min(1e-8);
+        dc.mean().neg()
+    };
+    match (&s.exchange, s.batch_dice) {
+        (Some(ex), true) if ex.world() > 1 => {
+            // one round for the three sums, (1, c, 1) each
+            let others = gathered_others(ex, Tensor::cat(vec![i.clone(), ps.clone(), gs.clone()], 0));
+            let [_, c, _] = others.dims();
+            let part = |k: usize| others.clone().slice([k..k + 1, 0..c, 0..1]);
+            let (i, ps, gs) = (i + part(0), ps + part(1), gs + part(2));
+            let v = ratio(i, ps, gs);
+            let w = ex.world() as f64;
+            v.clone().mul_scalar(w) - v.detach().mul_scalar(w - 1.0)
+        }
+        _ => ratio(i, ps, gs),
+    }
+}
+
+/// The sum of the other replicas' values of `t` (a constant on `t`'s device).
+fn gathered_others(ex: &nnunet_core::DiceExchange, t: Tensor<3>) -> Tensor<3> {
+    let (dims, device) = (t.dims(), t.device());
+    let local = t.detach().into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 sums");
+    // a failed replica leaves the others nothing to wait for: fail this one too, the step reports it
+    let all = ex.all_gather(local.clone()).expect("data-parallel replica failed");
+    let mut others = vec![0f32; local.len()];
+    for (r, v) in all.iter().enumerate() {
+        if r != ex.rank() {
+            others.iter_mut().zip(v).for_each(|(o, x)| *o += x);
+        }
+    }
+    Tensor::from_data(burn::tensor::TensorData::new(others, dims), &device)
 }
 
 /// `DC_and_CE_loss`: cross entropy + (−soft Dice without background), softmax over channels.
@@ -61,7 +95,7 @@ impl Loss for DcAndCe {
         let p = softmax(logits, 1);
         let [b, _, n] = p.dims();
         let (p_fg, y_fg) = if c > 1 { (p.slice([0..b, 1..c, 0..n]), y.slice([0..b, 1..c, 0..n])) } else { (p, y) };
-        ce + soft_dice(p_fg, y_fg, mask.as_ref(), s.batch_dice)
+        ce + soft_dice(p_fg, y_fg, mask.as_ref(), s)
     }
 }
 
@@ -90,7 +124,7 @@ impl Loss for DcAndBce {
             // nnU-Net sums over region channels here and divides by the voxel count of one channel
             Some(m) => (bce * m.clone()).sum() / m.clone().sum().clamp_min(1e-8),
         };
-        bce + soft_dice(sigmoid(logits), y, mask.as_ref(), s.batch_dice)
+        bce + soft_dice(sigmoid(logits), y, mask.as_ref(), s)
     }
 }
 

@@ -5,7 +5,8 @@
 use crate::checkpoint::{self, CheckpointMeta, RngState, TrainingLog};
 use crate::loss::{DcAndBce, DcAndCe};
 use crate::optim::poly_lr;
-use crate::train::{Batch, DiceCounts, StepContext, train_step, validation_step};
+use crate::parallel::{Shard, replica_seed, shards, train_step_parallel, validation_step_parallel};
+use crate::train::{Batch, DiceCounts, StepContext};
 use burn::tensor::Device;
 use nnunet_augment::{
     BatchProducer, ClassKey as AugKey, DataLoader, InMemorySource, Oversampling, PipelineConfig, configure_da, training_pipeline,
@@ -54,6 +55,8 @@ pub struct TrainRequest {
     pub disable_checkpointing: bool,
     /// Base (non-autodiff) device; training runs on its autodiff twin.
     pub device: Device,
+    /// `-num_gpus N`: the devices of data-parallel replicas 1..N (replica 0 is `device`); empty for one device.
+    pub extra_devices: Vec<Device>,
     pub device_name: String,
     /// Data-augmentation worker threads.
     pub workers: usize,
@@ -139,11 +142,7 @@ fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
         .map_err(|e| input(format!("configuration '{}': {e}", req.configuration)))?;
     let output_strides = (arch.make)().output_strides(&spec).map_err(|e| input(format!("{network_class}: {e}")))?;
     let lm = req.dataset_json.label_manager().map_err(|e| input(format!("dataset.json: {e}")))?;
-    let settings = LossSettings {
-        batch_dice: cfg.get("batch_dice").and_then(Value::as_bool).unwrap_or(false),
-        ignore_label: lm.ignore_label,
-        regions: lm.regions.clone(),
-    };
+    let settings = LossSettings::for_configuration(&cfg, &lm);
     let ident = cfg.get("data_identifier").and_then(Value::as_str).ok_or_else(|| input("configuration lacks data_identifier"))?;
     let data_dir = req.preprocessed_dir.join(ident);
     if !data_dir.is_dir() {
@@ -235,6 +234,20 @@ fn ignore_key(lm_ignore: Option<i64>, all_labels: &[i64]) -> Option<AugKey> {
 pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<TrainOutcome, TrainError> {
     let st = setup(req)?;
     let lm = &st.lm;
+    // data parallel: the plans' batch split over the replicas as nnU-Net's DDP does
+    let world = 1 + req.extra_devices.len();
+    let shards: Vec<Shard> = if world == 1 {
+        vec![Shard { batch_size: st.batch_size, oversample_foreground_percent: req.trainer.oversample_foreground_percent }]
+    } else {
+        let sh = shards(st.batch_size, world, req.trainer.oversample_foreground_percent).map_err(input)?;
+        for (r, s) in sh.iter().enumerate() {
+            events(TrainEvent::Message(format!(
+                "worker {r} oversample {} | worker {r} batch_size {}",
+                s.oversample_foreground_percent, s.batch_size
+            )));
+        }
+        sh
+    };
     let fold_dir = req.output_dir.join(req.fold.dir_name());
     std::fs::create_dir_all(&fold_dir).map_err(|e| io(&fold_dir, e))?;
 
@@ -285,22 +298,20 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     } else {
         None
     };
-    let (train_pipe, train_patch) = if req.trainer.data_augmentation {
-        (training_pipeline(&pcfg), da.initial_patch_size.clone())
-    } else {
-        (validation_pipeline(&pcfg), st.patch.clone())
-    };
+    let train_patch = if req.trainer.data_augmentation { da.initial_patch_size.clone() } else { st.patch.clone() };
+    let train_pipe = || if req.trainer.data_augmentation { training_pipeline(&pcfg) } else { validation_pipeline(&pcfg) };
     let ignore = ignore_key(lm.ignore_label, &lm.all_labels);
     let src_train = Arc::new(load_cases(&st.data_dir, &train_ids, st.prev_stage_dir.as_deref())?);
     let src_val = Arc::new(load_cases(&st.data_dir, &val_ids, st.prev_stage_dir.as_deref())?);
-    let oversampling = Oversampling::LastPercent(req.trainer.oversample_foreground_percent);
-    let mk = |src: Arc<InMemorySource>, patch: &[usize], pipe| {
+    let mk = |src: &Arc<InMemorySource>, patch: &[usize], pipe: nnunet_augment::Pipeline, shard: &Shard| {
         let n = src.cases.len();
-        DataLoader::new(src, (0..n).collect(), st.batch_size, patch, &st.patch, oversampling, ignore.clone(), pipe)
+        let oversampling = Oversampling::LastPercent(shard.oversample_foreground_percent);
+        DataLoader::new(src.clone(), (0..n).collect(), shard.batch_size, patch, &st.patch, oversampling, ignore.clone(), pipe)
+            .map(Arc::new)
             .map_err(|e| input(e.to_string()))
     };
-    let train_loader = Arc::new(mk(src_train, &train_patch, train_pipe)?);
-    let val_loader = Arc::new(mk(src_val, &st.patch, validation_pipeline(&pcfg))?);
+    let train_loaders = shards.iter().map(|sh| mk(&src_train, &train_patch, train_pipe(), sh)).collect::<Result<Vec<_>, _>>()?;
+    let val_loaders = shards.iter().map(|sh| mk(&src_val, &st.patch, validation_pipeline(&pcfg), sh)).collect::<Result<Vec<_>, _>>()?;
 
     // network, optimizer, loss (weights initialised from the run's seed)
     req.device.seed(req.seed);
@@ -364,9 +375,22 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         }
     }
     // batches are a pure function of (seed, index): a resumed run continues the uninterrupted run's stream
-    let workers = req.workers.max(1);
-    let mut train_batches = BatchProducer::starting_at(train_loader, workers, 2, rng.seed, rng.next_train_batch);
-    let mut val_batches = BatchProducer::starting_at(val_loader, workers.div_ceil(2), 2, rng.seed ^ 0x5eed, rng.next_val_batch);
+    // (replica r > 0 of a data-parallel run has its own stream, as each DDP worker has its own data loader)
+    let workers = (req.workers / world).max(1);
+    let mut train_batches: Vec<BatchProducer> = train_loaders
+        .into_iter()
+        .enumerate()
+        .map(|(r, l)| BatchProducer::starting_at(l, workers, 2, replica_seed(rng.seed, r), rng.next_train_batch))
+        .collect();
+    let mut val_batches: Vec<BatchProducer> = val_loaders
+        .into_iter()
+        .enumerate()
+        .map(|(r, l)| BatchProducer::starting_at(l, workers.div_ceil(2), 2, replica_seed(rng.seed, r) ^ 0x5eed, rng.next_val_batch))
+        .collect();
+    let devices: Vec<Device> = std::iter::once(dev.clone()).chain(req.extra_devices.iter().map(|d| d.clone().autodiff())).collect();
+    let next_batches = |producers: &mut Vec<BatchProducer>| -> Result<Vec<Batch>, TrainError> {
+        producers.iter_mut().map(|p| p.next_batch().map(to_engine_batch).map_err(|e| input(e.to_string()))).collect()
+    };
     let first_epoch = start_epoch as u64;
     let rng_at = |epoch: usize| RngState {
         seed: rng.seed,
@@ -377,8 +401,20 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     let started = LogTime::now();
     let mut text = TextLog::create(&fold_dir, started).map_err(|e| io(&fold_dir, e))?;
     let _ = text.log(&format!(
-        "trainer {} | plans {} | configuration {} | fold {} | device {} | patch {:?} | batch {} | network {}",
-        req.trainer_name, req.plans_name, req.configuration, req.fold, req.device_name, st.patch, st.batch_size, st.network_class
+        "trainer {} | plans {} | configuration {} | fold {} | device {} | patch {:?} | batch {} | network {}{}",
+        req.trainer_name,
+        req.plans_name,
+        req.configuration,
+        req.fold,
+        req.device_name,
+        st.patch,
+        st.batch_size,
+        st.network_class,
+        if world > 1 {
+            format!(" | data parallel over {world} devices, batch sizes {:?}", shards.iter().map(|s| s.batch_size).collect::<Vec<_>>())
+        } else {
+            String::new()
+        }
     ));
     let _ = text.log(&format!("configuration: {}", Value::Object(st.cfg.clone())));
     if let Some(note) = &resume_note {
@@ -415,16 +451,16 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         let iters = req.trainer.num_iterations_per_epoch;
         let mut losses = Vec::with_capacity(iters);
         for it in 0..iters {
-            let b = train_batches.next_batch().map_err(|e| input(e.to_string()))?;
-            losses.push(train_step(net.as_mut(), &mut optim, lr, &to_engine_batch(b), &ctx, &dev));
+            let b = next_batches(&mut train_batches)?;
+            losses.push(train_step_parallel(net.as_mut(), &mut optim, lr, &b, &ctx, &devices));
             events(TrainEvent::Iteration(epoch, it + 1, iters));
         }
         let train_loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
         let mut counts = DiceCounts::default();
         let mut vlosses = Vec::new();
         for _ in 0..req.trainer.num_val_iterations_per_epoch {
-            let b = val_batches.next_batch().map_err(|e| input(e.to_string()))?;
-            let (l, c) = validation_step(net.as_ref(), &to_engine_batch(b), &ctx, &dev);
+            let b = next_batches(&mut val_batches)?;
+            let (l, c) = validation_step_parallel(net.as_ref(), &b, &ctx, &devices);
             vlosses.push(l);
             counts.add(&c);
         }
@@ -651,6 +687,7 @@ fn write_debug_json(req: &TrainRequest, st: &Setup, fold_dir: &Path, params: usi
         "batch_size": st.batch_size,
         "loss_settings": {"batch_dice": st.settings.batch_dice, "ignore_label": st.settings.ignore_label, "regions": st.settings.regions},
         "device": req.device_name,
+        "num_gpus": 1 + req.extra_devices.len(),
         "backend": nnunet_core::compiled_backends().join(", "),
         "precision": "fp32",
         "nnunet_version": env!("CARGO_PKG_VERSION"),

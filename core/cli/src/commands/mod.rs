@@ -45,7 +45,7 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     (
         "train",
         train::run,
-        "implemented on the CPU (nnUNetTrainer recipe, presets, --c incl. data-stream state, -pretrained_weights, cascade, --npz, final validation, --val/--val_best; --arch extension); not yet: -num_gpus > 1, -device cuda",
+        "implemented on the CPU (nnUNetTrainer recipe, presets, --c incl. data-stream state, -pretrained_weights, cascade, --npz, final validation, --val/--val_best; --arch extension); -num_gpus N (data parallel; on the CPU as N replicas); not yet: -device cuda",
     ),
     (
         "predict",
@@ -76,6 +76,16 @@ pub fn arch_selection(p: &Parsed) -> anyhow::Result<Option<nnunet_core::selectio
             nnunet_core::selection::ArchSelection::resolve(&a, cfg.as_deref()).map(Some).map_err(|e| crate::user(format!("--arch: {e}")))
         }
     }
+}
+
+/// The devices of `nnUNetv2_train -num_gpus N -device D`: N data-parallel replicas. On the CPU (an extension: nnU-Net
+/// allows DDP on cuda only) the replicas share the CPU device and run on one thread each.
+pub fn devices(name: &str, n: usize) -> anyhow::Result<(Vec<burn::tensor::Device>, String)> {
+    let (d, label) = device(name)?;
+    if n == 1 {
+        return Ok((vec![d], label));
+    }
+    Ok((vec![d; n], format!("{label} x {n} data-parallel replicas")))
 }
 
 /// The device for nnU-Net's `-device` flag. Only the CPU backend (flex) is compiled into this build.

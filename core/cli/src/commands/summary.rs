@@ -97,11 +97,7 @@ pub fn calibrate(a: &Args, steps: usize, batch_size: Option<usize>, device: &str
     let l = load(a, true)?;
     let (device, device_name) = super::device(device)?;
     let lm = l.dataset_json.label_manager().map_err(|e| user(format!("dataset.json: {e}")))?;
-    let settings = nnunet_core::LossSettings {
-        batch_dice: l.cfg.get("batch_dice").and_then(Value::as_bool).unwrap_or(false),
-        ignore_label: lm.ignore_label,
-        regions: lm.regions.clone(),
-    };
+    let settings = nnunet_core::LossSettings::for_configuration(&l.cfg, &lm);
     let req = nnunet_engine::calibrate::CalibrationRequest {
         network_class: l.class.clone(),
         spec: l.spec.clone(),

@@ -2,7 +2,7 @@
 
 use crate::paths::{self, PREPROCESSED, RESULTS};
 use crate::spec::Parsed;
-use crate::{NotImplemented, user};
+use crate::user;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use nnunet_data::splits::Fold;
@@ -18,10 +18,14 @@ pub fn run(p: &Parsed) -> Result<()> {
     let trainer_name = p.string("tr").unwrap_or_else(|| "nnUNetTrainer".into());
     let plans_name = p.string("p").unwrap_or_else(|| "nnUNetPlans".into());
     let num_gpus = p.int("num_gpus").unwrap_or(1);
-    if num_gpus != 1 {
-        return Err(anyhow::Error::new(NotImplemented(format!("nnUNetv2_train -num_gpus {num_gpus} (multi-GPU training)"))));
+    if num_gpus < 1 {
+        return Err(user(format!("-num_gpus {num_gpus}: expected 1 or more")));
     }
-    let (device, device_name) = super::device(&p.string("device").unwrap_or_else(|| "cuda".into()))?;
+    let device_arg = p.string("device").unwrap_or_else(|| "cuda".into());
+    let (devices, device_name) = super::devices(&device_arg, num_gpus as usize)?;
+    let mut devices = devices.into_iter();
+    let device = devices.next().expect("at least one device");
+    let extra_devices: Vec<_> = devices.collect();
     let name = paths::resolve_dataset_name(&dataset)?;
     let pre = paths::env_dir(PREPROCESSED)?.join(&name);
     let plans_path = pre.join(format!("{plans_name}.json"));
@@ -56,6 +60,7 @@ pub fn run(p: &Parsed) -> Result<()> {
         plugin: nnunet_plugin::active_run().map(|p| p.to_json()),
         disable_checkpointing: p.flag("disable_checkpointing"),
         device,
+        extra_devices,
         device_name,
         workers,
         seed: 12345,
