@@ -41,7 +41,12 @@ fn benchmark_three_architectures_under_the_same_plans() {
         assert_eq!(run["failed"], false, "{run}");
         let dice = run["dice_foreground_mean"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&dice), "{run}");
-        assert!(run["peak_memory_allocated_bytes"].as_u64().unwrap() > 0, "{run}");
+        // flex tensors live on the Rust heap (allocated is measured); LibTorch allocates outside it (reserved only)
+        if run["memory_measured_on"].as_str().unwrap().contains("Rust heap") {
+            assert!(run["peak_memory_allocated_bytes"].as_u64().unwrap() > 0, "{run}");
+        } else {
+            assert!(run["peak_memory_allocated_bytes"].is_null() && run["peak_memory_reserved_bytes"].as_u64().unwrap() > 0, "{run}");
+        }
         assert!(run["training_seconds"].as_f64().unwrap() > 0.0, "{run}");
         assert_eq!(run["epochs"], 3);
     }
@@ -130,10 +135,17 @@ fn calibrate_vram_and_matched_vram_plans() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let c = read_json(&out);
-    let (alloc, reserved) = (c["peak_allocated_bytes"].as_u64().unwrap(), c["peak_reserved_bytes"].as_u64().unwrap());
-    assert!(alloc > 1 << 20, "a 3D U-Net training step allocates more than 1 MiB: {c}");
+    let reserved = c["peak_reserved_bytes"].as_u64().unwrap();
     assert!(reserved > 0, "{c}");
-    assert!(c["memory_proxy_per_sample"].as_f64().unwrap() > 0.0 && c["allocated_bytes_per_proxy_unit"].as_f64().unwrap() > 0.0);
+    assert!(c["memory_proxy_per_sample"].as_f64().unwrap() > 0.0);
+    if c["measured_on"].as_str().unwrap().contains("Rust heap") {
+        let alloc = c["peak_allocated_bytes"].as_u64().unwrap();
+        assert!(alloc > 1 << 20, "a 3D U-Net training step allocates more than 1 MiB: {c}");
+        assert!(c["allocated_bytes_per_proxy_unit"].as_f64().unwrap() > 0.0, "{c}");
+    } else {
+        // LibTorch: its allocations are not Rust heap allocations, so no "allocated" figure is claimed
+        assert!(c["peak_allocated_bytes"].is_null() && c["allocated_bytes_per_proxy_unit"].is_null(), "{c}");
+    }
     assert_eq!(c["step_seconds"].as_array().unwrap().len(), 2);
 
     // matched-VRAM planning: the ResEnc M search budgeted with MedNeXt's memory proxy

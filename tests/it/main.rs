@@ -3,6 +3,7 @@
 mod benchmark;
 mod cascade;
 mod cli;
+mod cluster;
 mod conformance;
 mod evaluate;
 mod model_selection;

@@ -8,6 +8,7 @@
 //!
 //! A plugin binary is three lines: `use my_plugin as _; fn main() -> std::process::ExitCode { nnunet_cli::main() }`.
 
+mod backend;
 mod commands;
 mod paths;
 pub mod spec;

@@ -31,10 +31,26 @@ pub use inventory;
 pub const CORE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Backends compiled into this build, e.g. `["flex"]`.
+/// The device network weights are initialised on (then moved to the training device), so a seed gives the same
+/// initial weights on every backend — nnU-Net likewise builds its network on the CPU and moves it. The pure-Rust CPU
+/// backend when compiled, else `fallback`.
+pub fn initialisation_device(fallback: &burn::tensor::Device) -> burn::tensor::Device {
+    #[cfg(feature = "flex")]
+    {
+        let _ = fallback;
+        burn::tensor::Device::flex()
+    }
+    #[cfg(not(feature = "flex"))]
+    fallback.clone()
+}
+
 pub fn compiled_backends() -> Vec<&'static str> {
     let mut v = Vec::new();
     if cfg!(feature = "flex") {
         v.push("flex");
+    }
+    if cfg!(feature = "tch") {
+        v.push("tch (LibTorch)");
     }
     v
 }

@@ -132,3 +132,21 @@ mod tests {
         assert_eq!(allocated_bytes(), Some(before as u64));
     }
 }
+
+/// What the memory figures of a run on `device` mean: `(heap_counts_tensors, description)`. On flex the tensors are Rust
+/// heap allocations, so the counting allocator's peak is the tensors' peak ("allocated"); on other backends (LibTorch)
+/// the tensors are allocated outside the Rust heap, so only the peak resident set ("reserved") of a CPU run measures them.
+pub fn measurement_for(device: &burn::tensor::Device) -> (bool, &'static str) {
+    let base = device.as_dispatch().clone().inner();
+    #[cfg(feature = "flex")]
+    if matches!(base, burn::backend::DispatchDevice::Flex(_)) {
+        return (true, "host (CPU backend: tensors live on the Rust heap)");
+    }
+    let _ = base;
+    (false, "host resident set only (the backend allocates outside the Rust heap; device memory statistics: pending)")
+}
+
+/// [`peak_allocated_bytes`] where it measures the tensors of a run on `device`, else `None`.
+pub fn peak_allocated_bytes_on(device: &burn::tensor::Device) -> Option<u64> {
+    if measurement_for(device).0 { peak_allocated_bytes() } else { None }
+}

@@ -110,7 +110,8 @@ pub fn calibrate(req: &CalibrationRequest) -> Result<Calibration, String> {
         }
         step_seconds.push(t0.elapsed().as_secs_f64());
     }
-    let peak_alloc = memory::peak_allocated_bytes().zip(base_alloc).map(|(p, b)| p.saturating_sub(b));
+    let (heap_counts, measured_on) = memory::measurement_for(&req.device);
+    let peak_alloc = memory::peak_allocated_bytes().zip(base_alloc).map(|(p, b)| p.saturating_sub(b)).filter(|_| heap_counts);
     let peak_res = memory::peak_resident_bytes().zip(base_res).map(|(p, b)| p.saturating_sub(b));
     Ok(Calibration {
         network_class: req.network_class.clone(),
@@ -122,7 +123,7 @@ pub fn calibrate(req: &CalibrationRequest) -> Result<Calibration, String> {
         peak_reserved_bytes: peak_res,
         allocated_bytes_per_proxy_unit: peak_alloc.map(|b| b as f64 / (proxy * req.batch_size as f64)),
         step_seconds,
-        measured_on: "host memory (CPU backend: tensors live on the heap)".into(),
+        measured_on: measured_on.into(),
     })
 }
 

@@ -321,7 +321,13 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         .get(&st.network_class)
         .map_err(|e| input(e.to_string()))?;
     let arch = (arch.make)();
-    let mut net: Box<dyn Network> = arch.build(&st.spec, &dev).map_err(|e| input(format!("{}: {e}", st.network_class)))?;
+    let init = nnunet_core::initialisation_device(&req.device);
+    init.seed(req.seed);
+    let init = init.autodiff();
+    let mut net: Box<dyn Network> = arch.build(&st.spec, &init).map_err(|e| input(format!("{}: {e}", st.network_class)))?;
+    if init != dev {
+        net = net.fork(&dev);
+    }
     let mut optim = crate::optim::optimizer(&req.trainer);
     let loss: Box<dyn Loss> = if st.settings.regions.is_some() { Box::new(DcAndBce) } else { Box::new(DcAndCe) };
     let ctx = StepContext {
@@ -484,7 +490,7 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         let mib = |b: Option<u64>| b.map_or("n/a".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
         let _ = text.log(&format!(
             "Peak memory: allocated {}, reserved {}",
-            mib(nnunet_core::memory::peak_allocated_bytes()),
+            mib(nnunet_core::memory::peak_allocated_bytes_on(&req.device)),
             mib(nnunet_core::memory::peak_resident_bytes())
         ));
         let _ = tb.add_scalars_at(
@@ -695,9 +701,9 @@ fn write_debug_json(req: &TrainRequest, st: &Setup, fold_dir: &Path, params: usi
         "data_augmentation_workers": req.workers,
         // the CPU backend's tensors live on the heap: peak live heap bytes ("allocated") and peak resident set
         // ("reserved"); a GPU backend reports its device allocator's figures under the same keys
-        "peak_memory_allocated_bytes": nnunet_core::memory::peak_allocated_bytes(),
+        "peak_memory_allocated_bytes": nnunet_core::memory::peak_allocated_bytes_on(&req.device),
         "peak_memory_reserved_bytes": nnunet_core::memory::peak_resident_bytes(),
-        "memory_measured_on": "host (CPU backend)",
+        "memory_measured_on": nnunet_core::memory::measurement_for(&req.device).1,
     });
     nnunet_schema::json::write_json_atomic(&fold_dir.join("debug.json"), &v).map_err(|e| io(fold_dir, e))
 }

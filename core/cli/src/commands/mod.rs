@@ -78,26 +78,4 @@ pub fn arch_selection(p: &Parsed) -> anyhow::Result<Option<nnunet_core::selectio
     }
 }
 
-/// The devices of `nnUNetv2_train -num_gpus N -device D`: N data-parallel replicas. On the CPU (an extension: nnU-Net
-/// allows DDP on cuda only) the replicas share the CPU device and run on one thread each.
-pub fn devices(name: &str, n: usize) -> anyhow::Result<(Vec<burn::tensor::Device>, String)> {
-    let (d, label) = device(name)?;
-    if n == 1 {
-        return Ok((vec![d], label));
-    }
-    Ok((vec![d; n], format!("{label} x {n} data-parallel replicas")))
-}
-
-/// The device for nnU-Net's `-device` flag. Only the CPU backend (flex) is compiled into this build.
-pub fn device(name: &str) -> anyhow::Result<(burn::tensor::Device, String)> {
-    match name {
-        "cpu" => Ok((burn::tensor::Device::default(), "cpu (burn flex)".to_string())),
-        "cuda" => Err(crate::user(format!(
-            "-device cuda: this binary was built without a GPU backend (compiled backends: {}). Use -device cpu, or a \
-             build with the GPU feature (see docs/adr/0001-burn-and-backends.md)",
-            nnunet_core::compiled_backends().join(", ")
-        ))),
-        "mps" => Err(crate::user("-device mps: Apple GPUs are not supported by this build; use -device cpu")),
-        other => Err(crate::user(format!("-device must be either cpu, mps or cuda. Got: {other}"))),
-    }
-}
+pub use crate::backend::{device, devices};
