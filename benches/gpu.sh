@@ -22,6 +22,11 @@ if [ -n "${NNUNET_PY:-}" ]; then PY="$NNUNET_PY/bin/python"; fi
 REF="${TORCH_REF:-}"
 for c in shared/bench/torch_ref.py ../shared/bench/torch_ref.py; do [ -z "$REF" ] && [ -f "$c" ] && REF="$c"; done
 [ -n "$REF" ] || { echo "torch_ref.py not found: set TORCH_REF" >&2; exit 2; }
+# a LibTorch build (feature tch) runs against the PyTorch installation $PY sees
+if ldd "$BIN" 2>/dev/null | grep -q "libtorch_cpu.so => not found"; then
+    TL=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))') || { echo "$BIN needs LibTorch: $PY has no torch" >&2; exit 2; }
+    export LD_LIBRARY_PATH="$TL${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 OUT="${OUT:-$(mktemp -d)}"
 mkdir -p "$OUT"
 echo "device=$DEVICE binary=$BIN ($("$BIN" --version | tr '\n' ' ')) reference=$REF out=$OUT"

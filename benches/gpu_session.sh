@@ -15,13 +15,14 @@ OUT="${OUT:-/tmp/gpu_out}"; mkdir -p "$OUT"
 T0=$(date +%s); left() { echo $(( ${BUDGET_S:-560} - ($(date +%s) - T0) )); }
 exec > >(tee -a "$OUT/session.log") 2>&1
 W=$(mktemp -d); gunzip -c .gpu/nnunet.gz > "$W/nnunet" && chmod +x "$W/nnunet" || { echo "no .gpu/nnunet.gz"; exit 2; }
-TORCH_LIB=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+PY="${PYTHON:-python3}"; DEVICE="${DEVICE:-cuda}"   # DEVICE=cpu SMALL=1 SKIP_TRAIN=1: a dry run on a CPU machine
+TORCH_LIB="${TORCH_LIB:-}"; [ -n "$TORCH_LIB" ] || TORCH_LIB=$("$PY" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "devices", torch.cuda.device_count())'
+"$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "devices", torch.cuda.device_count())'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$W/nnunet" --version
 echo "== 2. step benchmark ($(left) s left)"
-NNUNET_BIN="$W/nnunet" TORCH_REF=.gpu/torch_ref.py DEVICE=cuda STEPS="${STEPS:-8}" OUT="$OUT/step" timeout $(( $(left) - 200 )) benches/gpu.sh \
+PYTHON="$PY" NNUNET_BIN="$W/nnunet" TORCH_REF=.gpu/torch_ref.py DEVICE="$DEVICE" STEPS="${STEPS:-8}" OUT="$OUT/step" timeout $(( $(left) - 200 )) benches/gpu.sh \
     || echo "gpu.sh ended with $?"
 if [ "${SKIP_TRAIN:-0}" = 1 ] || [ "$(left)" -lt 240 ]; then echo "training run skipped ($(left) s left)"; exit 0; fi
 echo "== 3. training run ($(left) s left)"
@@ -31,7 +32,7 @@ tar -xJf .gpu/Dataset004_Hippocampus.tar.xz -C "$D/raw"
 ls "$D/raw"
 /usr/bin/time -f "plan_and_preprocess %e s" "$W/nnunet" plan-and-preprocess -d 4 -pl nnUNetPlannerResEncM -c 3d_fullres --processes 16 --fingerprint-processes 16 > "$OUT/pp.log" 2>&1 || { tail "$OUT/pp.log"; exit 1; }
 tail -1 "$OUT/pp.log"
-timeout $(( $(left) - 15 )) "$W/nnunet" train 4 3d_fullres 0 --trainer "${TRAINER:-nnUNetTrainer_5epochs}" -p nnUNetResEncUNetMPlans --device cuda 2>&1 \
+timeout $(( $(left) - 15 )) "$W/nnunet" train 4 3d_fullres 0 --trainer "${TRAINER:-nnUNetTrainer_5epochs}" -p nnUNetResEncUNetMPlans --device "$DEVICE" 2>&1 \
     | grep -v "^epoch [0-9]* *\[" | tee "$OUT/train.log" | grep -E "^epoch|Mean Validation|rror"
 F="$D/res/Dataset004_Hippocampus/${TRAINER:-nnUNetTrainer_5epochs}__nnUNetResEncUNetMPlans__3d_fullres/fold_0"
 cp "$F"/debug.json "$F"/training_log_*.txt "$F"/validation/summary.json "$OUT/" 2>/dev/null
