@@ -56,9 +56,10 @@ json.dump(plans, open(f"{out}/nnUNetResEncUNetMPlans.json", "w"), indent=4)
 print("hippocampus:", cfg["patch_size"], "batch", cfg["batch_size"], hip["arch_kwargs"]["features_per_stage"])
 PY
 
-ours() {  # $1 configuration, $2 label, $3 batch
+ours() {  # $1 configuration, $2 label, $3 batch, $4 precision (fp32 | bf16)
+    local o="$OUT/ours_$2"; [ "$4" = fp32 ] || o="${o}_$4"
     "$BIN" calibrate-vram -d Dataset004_Hippocampus -c "$1" --plans-file "$P/nnUNetResEncUNetMPlans.json" --device "$DEVICE" \
-        --steps "$STEPS" --batch-size "$3" -o "$OUT/ours_$2.json" > "$OUT/ours_$2.log" 2>&1 || { echo "ours $2 failed:"; cat "$OUT/ours_$2.log"; }
+        --precision "$4" --steps "$STEPS" --batch-size "$3" -o "$o.json" > "$o.log" 2>&1 || { echo "ours $2 $4 failed:"; tail -3 "$o.log"; }
 }
 theirs() {  # $1 patch, $2 features, $3 blocks, $4 strides, $5 label, $6 batch
     "$PY" "$REF" --device "$DEVICE" --patch "$1" --batch "$6" --features "$2" --blocks "$3" --strides "$4" \
@@ -68,8 +69,10 @@ HF=$("$PY" -c "import json;p=json.load(open('$P/nnUNetResEncUNetMPlans.json'))['
 read -r HP HFEAT HBLK HSTR HBS <<< "$HF"
 [ "${SMALL:-0}" = 1 ] && HBS=2   # the planned Hippocampus batch (large: ResEnc M grows it) is a GPU measurement
 LFEAT=$("$PY" -c "import json;print(','.join(map(str,json.load(open('$P/nnUNetResEncUNetMPlans.json'))['configurations']['bench_resencl']['architecture']['arch_kwargs']['features_per_stage'])))")
-ours bench_hippocampus hippocampus "$HBS"
-ours bench_resencl resencl 2
+for prec in fp32 ${OURS_HALF:-bf16}; do
+    ours bench_hippocampus hippocampus "$HBS" "$prec"
+    ours bench_resencl resencl 2 "$prec"
+done
 # torch_ref takes one stride per stage (isotropic); an anisotropic Hippocampus stride is marked x and left to its default
 if [[ "$HSTR" == *x* ]]; then theirs "$HP" "$HFEAT" "$HBLK" "" hippocampus "$HBS"; else theirs "$HP" "$HFEAT" "$HBLK" "$HSTR" hippocampus "$HBS"; fi
 theirs "${P128}x${P128}x${P128}" "$LFEAT" 1,3,4,6,6,6 1,2,2,2,2,2 resencl 2
@@ -77,8 +80,8 @@ theirs "${P128}x${P128}x${P128}" "$LFEAT" 1,3,4,6,6,6 1,2,2,2,2,2 resencl 2
 "$PY" - "$OUT" "$DEVICE" <<'PY'
 import json, os, re, statistics, sys
 out, dev = sys.argv[1], sys.argv[2]
-def ours(label):
-    p = f"{out}/ours_{label}.json"
+def ours(label, prec=""):
+    p = f"{out}/ours_{label}{prec}.json"
     if not os.path.exists(p):
         return None
     c = json.load(open(p))
@@ -93,15 +96,20 @@ def torch(label):
             res[kv.get("dtype")] = kv
     return res
 mib = lambda b: f"{b / 1048576:.0f}" if isinstance(b, (int, float)) else "–"
-print(f"\n| configuration ({dev}) | ours fp32 step ms | torch fp32 step ms | torch bf16 step ms | ours fp32/torch fp32 | ours peak alloc / reserved MiB | torch fp32 peak alloc / reserved MiB | params ours / torch |")
-print("|---|---|---|---|---|---|---|---|")
+print(f"\n| configuration ({dev}) | ours fp32 ms | torch fp32 ms | ratio | ours bf16 ms | torch bf16 ms | ratio | ours fp32 / bf16 peak alloc, reserved MiB | torch fp32 / bf16 peak alloc, reserved MiB | params ours / torch |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+def ms(x):
+    return f"{x[0]:.1f}" if x else "failed"
+def ratio(o, t):
+    return f"{o[0] / float(t['median_ms']):.2f}×" if o and "median_ms" in t else "–"
+def mem(o):
+    return f"{mib(o[1])}, {mib(o[2])}" if o else "–"
 for label in ["hippocampus", "resencl"]:
-    o, t = ours(label), torch(label)
+    o, ob, t = ours(label), ours(label, "_bf16"), torch(label)
     f32, b16 = t.get("fp32", {}), t.get("bf16", {})
-    tm = float(f32["median_ms"]) if "median_ms" in f32 else None
-    ratio = f"{o[0] / tm:.2f}×" if o and tm else "–"
-    print(f"| {label} {o[4] if o else ''}×{o[5] if o else ''} | {o[0]:.1f} | {f32.get('median_ms', '–')} | {b16.get('median_ms', '–')} | {ratio} | "
-          f"{mib(o[1]) if o else '–'} / {mib(o[2]) if o else '–'} | {f32.get('peak_in_use_mib', '–')} / {f32.get('peak_mem_mib', '–')} | "
-          f"{o[3] if o else '–'} / {f32.get('params', '–')} |" if o else f"| {label} | failed | {f32.get('median_ms', '–')} | {b16.get('median_ms', '–')} | – | – | – | – |")
+    shape = f"{o[4]}×{o[5]}" if o else ""
+    print(f"| {label} {shape} | {ms(o)} | {f32.get('median_ms', '–')} | {ratio(o, f32)} | {ms(ob)} | {b16.get('median_ms', '–')} | {ratio(ob, b16)} | "
+          f"{mem(o)} / {mem(ob)} | {f32.get('peak_in_use_mib', '–')}, {f32.get('peak_mem_mib', '–')} / {b16.get('peak_in_use_mib', '–')}, {b16.get('peak_mem_mib', '–')} | "
+          f"{o[3] if o else '–'} / {f32.get('params', '–')} |")
 print(f"\nraw outputs: {out}")
 PY

@@ -1,7 +1,7 @@
 //! nnU-Net's commands on the embedded demo dataset, through the `nnUNetv2_*` aliases, compared byte for byte
 //! with what Python nnU-Net 2.8.1 wrote for the same data (tests/fixtures/demo_Dataset004_24).
 
-use nnunet_tests::{aliases_dir, copy_dir, fixtures, repo_root, run, run_in, tempfile_like::TempDir};
+use nnunet_tests::{aliases_dir, copy_dir, fixtures, nnunet_bin, repo_root, run, run_in, tempfile_like::TempDir};
 use std::path::Path;
 
 #[test]
@@ -127,6 +127,14 @@ fn missing_env_var_and_unknown_planner_are_clear_errors() {
     let r = run_in(Some(work.path()), &bin.path().join("nnUNetv2_ensemble"), &["-i", "a", "b", "-o", "c"], &env);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("a/dataset.json"), "{}", r.stderr);
+    let r = run(&bin.path().join("nnUNetv2_train"), &["4", "3d_fullres", "0", "-device", "cpu", "--precision", "half"], &env);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--precision half: expected auto, fp32, fp16 or bf16"), "{}", r.stderr);
+    if !run(&nnunet_bin(), &["--version"], &[]).stdout.contains("tch") {
+        let r = run(&bin.path().join("nnUNetv2_train"), &["4", "3d_fullres", "0", "-device", "cpu", "--precision", "bf16"], &env);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains("half precision needs the LibTorch backend's autocast"), "{}", r.stderr);
+    }
     let r = run(&bin.path().join("nnUNetv2_train"), &["4", "3d_fullres", "0", "-num_gpus", "0", "-device", "cpu"], &env);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("-num_gpus 0: expected 1 or more"), "{}", r.stderr);

@@ -55,6 +55,7 @@ fn model_folder_for(results: &Path, config: &str, previous_stage: Option<&str>) 
             inference_allowed_mirroring_axes: Some(vec![0, 1, 2]),
             rng: None,
             deep_supervision: None,
+            grad_scaler: None,
         };
         checkpoint::save(&dir.join(format!("fold_{fold}/checkpoint_final")), net.as_ref(), None, &meta).unwrap();
     }

@@ -7,6 +7,8 @@
 //!   compiled; `NNUNET_CPU_BACKEND=flex|tch` chooses explicitly.
 
 use burn::tensor::Device;
+use nnunet_core::{MixedPrecision, Precision};
+use std::sync::Arc;
 
 /// The devices of `-device NAME` for `n` data-parallel replicas, with a label for logs and debug.json.
 pub fn devices(name: &str, n: usize) -> anyhow::Result<(Vec<Device>, String)> {
@@ -29,6 +31,48 @@ pub fn devices(name: &str, n: usize) -> anyhow::Result<(Vec<Device>, String)> {
 pub fn device(name: &str) -> anyhow::Result<(Device, String)> {
     let (mut d, label) = devices(name, 1)?;
     Ok((d.remove(0), label))
+}
+
+/// `--precision auto|fp32|fp16|bf16` for a run on `device` (from `-device NAME`). `auto` is nnU-Net's choice: fp16
+/// autocast with loss scaling on cuda, fp32 on the CPU. Half precision needs the backend's autocast (LibTorch).
+pub fn mixed_precision(device: &Device, device_name: &str, choice: Option<&str>) -> anyhow::Result<Option<Arc<dyn MixedPrecision>>> {
+    let precision = match choice.unwrap_or("auto") {
+        "auto" => {
+            if device_name == "cuda" {
+                Precision::Fp16
+            } else {
+                Precision::Fp32
+            }
+        }
+        other => Precision::parse(other)
+            .ok_or_else(|| crate::user(format!("--precision {other}: expected auto, fp32, fp16 or bf16")))?,
+    };
+    if precision == Precision::Fp32 {
+        return Ok(None);
+    }
+    autocast(device, device_name == "cuda", precision)
+}
+
+#[cfg(feature = "tch")]
+fn autocast(device: &Device, cuda: bool, precision: Precision) -> anyhow::Result<Option<Arc<dyn MixedPrecision>>> {
+    if !matches!(device.as_dispatch(), burn::backend::DispatchDevice::LibTorch(_)) {
+        return Err(crate::user(format!(
+            "--precision {}: half precision needs the LibTorch backend's autocast; this run uses flex (unset NNUNET_CPU_BACKEND)",
+            format!("{precision:?}").to_lowercase()
+        )));
+    }
+    let a = nnunet_core::precision::libtorch::Autocast::new(cuda, precision).map_err(|e| crate::user(format!("--precision: {e}")))?;
+    Ok(Some(Arc::new(a)))
+}
+
+#[cfg(not(feature = "tch"))]
+fn autocast(_device: &Device, _cuda: bool, precision: Precision) -> anyhow::Result<Option<Arc<dyn MixedPrecision>>> {
+    Err(crate::user(format!(
+        "--precision {}: half precision needs the LibTorch backend's autocast (a build with --features tch, docs/gpu.md); \
+         this binary has {}",
+        format!("{precision:?}").to_lowercase(),
+        nnunet_core::compiled_backends().join(", ")
+    )))
 }
 
 fn cpu() -> anyhow::Result<(Device, String)> {

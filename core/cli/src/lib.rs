@@ -195,6 +195,9 @@ pub fn native_command() -> Command {
                     .help("Batch size (default: the configuration's)"),
             )
             .arg(Arg::new("device").long("device").default_value("cpu").help("cpu or cuda"))
+            .arg(Arg::new("precision").long("precision").help(
+                "auto (fp16 autocast + loss scaling on cuda, fp32 on cpu), fp32, fp16 or bf16; half precision needs LibTorch",
+            ))
             .arg(Arg::new("output").short('o').long("output").value_name("FILE").help("Also write the measurement as JSON")),
         );
     for c in &spec::spec().commands {
@@ -237,6 +240,7 @@ fn run_native(args: &[String]) -> Result<()> {
             *sub.get_one::<usize>("steps").expect("default"),
             sub.get_one::<usize>("batch-size").copied(),
             sub.get_one::<String>("device").expect("default"),
+            sub.get_one::<String>("precision").map(String::as_str),
             sub.get_one::<String>("output").map(std::path::Path::new),
         ),
         other => {

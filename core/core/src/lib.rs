@@ -11,6 +11,7 @@ pub mod loss;
 pub mod memory;
 pub mod network;
 pub mod planner;
+pub mod precision;
 pub mod registry;
 pub mod selection;
 pub mod topology;
@@ -20,6 +21,7 @@ pub use architecture::{Architecture, ArchitectureError};
 pub use loss::{DiceExchange, Loss, LossSettings};
 pub use network::{NamedParam, Network, NetworkModule, boxed};
 pub use planner::{PlanContext, PlanError, Planner};
+pub use precision::{GradScaler, MixedPrecision, Precision};
 pub use registry::{Entry, Kind, Registry, RegistryError};
 pub use trainer::{DsWeighting, OptimizerKind, TrainerConfig, TrainerPreset};
 
@@ -30,7 +32,6 @@ pub use inventory;
 /// Version of this crate; part of the dynamic-plugin fingerprint.
 pub const CORE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Backends compiled into this build, e.g. `["flex"]`.
 /// The device network weights are initialised on (then moved to the training device), so a seed gives the same
 /// initial weights on every backend — nnU-Net likewise builds its network on the CPU and moves it. The pure-Rust CPU
 /// backend when compiled, else `fallback`.
@@ -44,6 +45,7 @@ pub fn initialisation_device(fallback: &burn::tensor::Device) -> burn::tensor::D
     fallback.clone()
 }
 
+/// Backends compiled into this build, e.g. `["flex"]`.
 pub fn compiled_backends() -> Vec<&'static str> {
     let mut v = Vec::new();
     if cfg!(feature = "flex") {

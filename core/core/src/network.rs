@@ -31,14 +31,24 @@ pub trait Network: Send {
     /// Returns the gradient norm before clipping.
     fn step(&mut self, optim: &mut ModuleOptimizer, lr: f64, loss: Tensor<1>, clip_norm: Option<f64>) -> f64 {
         let grads = self.backward(loss);
-        self.apply_gradients(optim, lr, grads, clip_norm)
+        self.apply_gradients(optim, lr, grads, clip_norm, None)
     }
 
     /// Gradients of `loss` with respect to this network's parameters.
     fn backward(&self, loss: Tensor<1>) -> GradientsParams;
 
     /// Global gradient clipping (see [`Network::step`]) and one optimizer step. Returns the norm before clipping.
-    fn apply_gradients(&mut self, optim: &mut ModuleOptimizer, lr: f64, grads: GradientsParams, clip_norm: Option<f64>) -> f64;
+    /// Gradients are made fp32 (autocast may leave them in half precision). With `grad_scale` (fp16 loss scaling,
+    /// [`crate::GradScaler`]) they are divided by it first, and a non-finite norm skips the step, as PyTorch's
+    /// `GradScaler.step` does.
+    fn apply_gradients(
+        &mut self,
+        optim: &mut ModuleOptimizer,
+        lr: f64,
+        grads: GradientsParams,
+        clip_norm: Option<f64>,
+        grad_scale: Option<f64>,
+    ) -> f64;
 
     /// A copy on `device` with its own autodiff graph and the same parameter ids (a data-parallel replica).
     fn fork(&self, device: &Device) -> Box<dyn Network>;
@@ -153,9 +163,21 @@ impl<M: NetworkModule> Network for Boxed<M> {
         GradientsParams::from_grads(loss.backward(), self.get())
     }
 
-    fn apply_gradients(&mut self, optim: &mut ModuleOptimizer, lr: f64, mut grads: GradientsParams, clip_norm: Option<f64>) -> f64 {
+    fn apply_gradients(
+        &mut self,
+        optim: &mut ModuleOptimizer,
+        lr: f64,
+        mut grads: GradientsParams,
+        clip_norm: Option<f64>,
+        grad_scale: Option<f64>,
+    ) -> f64 {
         let m = self.0.take().expect("network present between steps");
+        to_f32_scaled(&m, &mut grads, grad_scale.map(|s| 1.0 / s));
         let norm = clip_global_norm(&m, &mut grads, clip_norm);
+        if grad_scale.is_some() && !norm.is_finite() {
+            self.0 = Some(m);
+            return norm;
+        }
         self.0 = Some(optim.step(lr, m, grads));
         norm
     }
@@ -221,6 +243,25 @@ impl<M: NetworkModule> Network for Boxed<M> {
         self.0 = Some(m.map(&mut r));
         r.replaced
     }
+}
+
+/// Every gradient as fp32, multiplied by `factor` when given.
+fn to_f32_scaled<M: Module>(m: &M, grads: &mut GradientsParams, factor: Option<f64>) {
+    struct F32<'a> {
+        grads: &'a mut GradientsParams,
+        factor: Option<f64>,
+    }
+    impl ModuleVisitor for F32<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let Some(g) = self.grads.remove::<D>(p.id) else { return };
+            let g = if g.dtype() == burn::tensor::DType::F32 { g } else { g.cast(burn::tensor::FloatDType::F32) };
+            self.grads.register::<D>(p.id, match self.factor {
+                Some(f) => g.mul_scalar(f),
+                None => g,
+            });
+        }
+    }
+    m.visit(&mut F32 { grads, factor });
 }
 
 /// Total L2 norm of all gradients; when above `max`, every gradient is scaled by `max / (norm + 1e-6)`.

@@ -24,6 +24,8 @@ pub struct CalibrationRequest {
     pub settings: LossSettings,
     /// Base (non-autodiff) device.
     pub device: Device,
+    /// The backend's autocast (fp16/bf16 steps); `None` measures fp32 steps.
+    pub mixed_precision: Option<std::sync::Arc<dyn nnunet_core::MixedPrecision>>,
     pub seed: u64,
 }
 
@@ -44,6 +46,7 @@ pub struct Calibration {
     pub allocated_bytes_per_proxy_unit: Option<f64>,
     pub step_seconds: Vec<f64>,
     pub measured_on: String,
+    pub precision: String,
 }
 
 fn target_shape(patch5: [usize; 5], stride: &[usize]) -> [usize; 5] {
@@ -94,12 +97,15 @@ pub fn calibrate(req: &CalibrationRequest) -> Result<Calibration, String> {
     let mut net = arch.build(&req.spec, &dev).map_err(|e| e.to_string())?;
     let mut optim = sgd(0.99, 3e-5);
     let loss: Box<dyn Loss> = if req.settings.regions.is_some() { Box::new(DcAndBce) } else { Box::new(DcAndCe) };
+    let scaler = std::sync::Mutex::new(nnunet_core::GradScaler::default());
     let ctx = StepContext {
         loss: loss.as_ref(),
         settings: &req.settings,
         deep_supervision: req.spec.deep_supervision,
         grad_clip: Some(12.0),
         ds_weighting: nnunet_core::DsWeighting::NnUNetV2,
+        mixed: req.mixed_precision.as_deref(),
+        scaler: req.mixed_precision.as_ref().filter(|m| m.precision() == nnunet_core::Precision::Fp16).map(|_| &scaler),
     };
     let mut step_seconds = Vec::with_capacity(req.steps);
     for _ in 0..req.steps.max(1) {
@@ -124,6 +130,7 @@ pub fn calibrate(req: &CalibrationRequest) -> Result<Calibration, String> {
         allocated_bytes_per_proxy_unit: peak_alloc.map(|b| b as f64 / (proxy * req.batch_size as f64)),
         step_seconds,
         measured_on: measured_on.into(),
+        precision: req.mixed_precision.as_ref().map_or(nnunet_core::Precision::Fp32, |m| m.precision()).describe().into(),
     })
 }
 

@@ -42,6 +42,9 @@ pub struct CheckpointMeta {
     /// those heads' parameters then); inference builds the same network and uses the full-resolution output.
     #[serde(default)]
     pub deep_supervision: Option<bool>,
+    /// fp16 training's loss scale (nnU-Net saves its `grad_scaler` state too); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_scaler: Option<nnunet_core::GradScaler>,
 }
 
 /// Random state of a training run at a checkpoint.

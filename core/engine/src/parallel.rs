@@ -11,8 +11,7 @@
 //! devices (a parameter copy per replica, no optimizer state there), so checkpoints and resuming are the single-device
 //! ones. Replicas run on one thread each.
 
-use crate::loss::deep_supervised;
-use crate::train::{Batch, DiceCounts, StepContext, train_step, validation_step};
+use crate::train::{Batch, DiceCounts, StepContext, apply_step, forward_backward, train_step, validation_step};
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use nnunet_core::{DiceExchange, LossSettings, Network};
@@ -140,17 +139,10 @@ pub fn train_step_parallel(
         return train_step(master, optim, lr, &batches[0], ctx, &devices[0]);
     }
     let world = devices.len() as f64;
+    let scale = ctx.loss_scale();
     let results = on_replicas(&*master, devices, ctx.settings, &|r, net, settings| {
-        let dev = &devices[r];
-        let b = &batches[r];
-        let outs = net.forward(b.image_tensor(dev));
-        let outs = if ctx.deep_supervision { outs } else { outs.into_iter().take(1).collect() };
-        let targets = b.target_tensors(dev);
-        let n = outs.len().min(targets.len());
-        let loss = deep_supervised(ctx.loss, &outs[..n], &targets[..n], settings, ctx.ds_weighting);
-        let value = loss.clone().into_scalar::<f32>() as f64;
-        // DDP averages the replicas' gradients
-        (value, net.backward(loss.div_scalar(world)))
+        // DDP averages the replicas' gradients: each loss is divided by the number of replicas
+        forward_backward(net, &batches[r], ctx, settings, &devices[r], world, scale)
     });
     let mut values = Vec::with_capacity(results.len());
     let mut acc = None;
@@ -161,7 +153,7 @@ pub fn train_step_parallel(
             Some(a) => master.accumulate_gradients(a, g),
         }
     }
-    master.apply_gradients(optim, lr, acc.expect("at least one replica"), ctx.grad_clip);
+    apply_step(master, optim, lr, acc.expect("at least one replica"), ctx, scale);
     values.iter().sum::<f64>() / world
 }
 
@@ -236,7 +228,7 @@ mod tests {
         let mut master = net(&dev);
         let mut optim = crate::optim::optimizer(&nnunet_core::TrainerConfig::default());
         let settings = LossSettings { batch_dice, ..Default::default() };
-        let ctx = StepContext { loss: &DcAndCe, settings: &settings, deep_supervision: true, grad_clip: Some(12.0), ds_weighting: DsWeighting::NnUNetV2 };
+        let ctx = StepContext::fp32(&DcAndCe, &settings, true, Some(12.0), DsWeighting::NnUNetV2);
         let devices = vec![dev; batches.len()];
         let loss = train_step_parallel(master.as_mut(), &mut optim, 0.01, batches, &ctx, &devices);
         (loss, master.named_parameters())
@@ -269,7 +261,7 @@ mod tests {
         let dev = Device::default().autodiff();
         let master = net(&dev);
         let settings = LossSettings { batch_dice: true, ..Default::default() };
-        let ctx = StepContext { loss: &DcAndCe, settings: &settings, deep_supervision: true, grad_clip: None, ds_weighting: DsWeighting::NnUNetV2 };
+        let ctx = StepContext::fp32(&DcAndCe, &settings, true, None, DsWeighting::NnUNetV2);
         let (l1, c1) = validation_step_parallel(master.as_ref(), &[batch(0..4)], &ctx, &[dev.clone()]);
         let (l2, c2) = validation_step_parallel(master.as_ref(), &[batch(0..2), batch(2..4)], &ctx, &[dev.clone(), dev]);
         assert_eq!(c1, c2);

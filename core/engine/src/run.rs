@@ -57,6 +57,8 @@ pub struct TrainRequest {
     pub device: Device,
     /// `-num_gpus N`: the devices of data-parallel replicas 1..N (replica 0 is `device`); empty for one device.
     pub extra_devices: Vec<Device>,
+    /// The backend's autocast for fp16/bf16 training (`--precision`); `None` trains in fp32.
+    pub mixed_precision: Option<Arc<dyn nnunet_core::MixedPrecision>>,
     pub device_name: String,
     /// Data-augmentation worker threads.
     pub workers: usize,
@@ -330,12 +332,16 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     }
     let mut optim = crate::optim::optimizer(&req.trainer);
     let loss: Box<dyn Loss> = if st.settings.regions.is_some() { Box::new(DcAndBce) } else { Box::new(DcAndCe) };
+    let precision = req.mixed_precision.as_ref().map_or(nnunet_core::Precision::Fp32, |m| m.precision());
+    let scaler = std::sync::Mutex::new(nnunet_core::GradScaler::default());
     let ctx = StepContext {
         loss: loss.as_ref(),
         settings: &st.settings,
         deep_supervision: req.trainer.enable_deep_supervision,
         grad_clip: Some(req.trainer.grad_clip_norm),
         ds_weighting: req.trainer.ds_weighting,
+        mixed: req.mixed_precision.as_deref(),
+        scaler: (precision == nnunet_core::Precision::Fp16).then_some(&scaler),
     };
 
     if let Some(pw) = &req.pretrained_weights {
@@ -366,6 +372,9 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
                 log = meta.logging;
                 best_ema = meta.best_ema;
                 start_epoch = meta.current_epoch;
+                if let Some(gs) = meta.grad_scaler {
+                    *scaler.lock().unwrap_or_else(|e| e.into_inner()) = gs;
+                }
                 let e = start_epoch as u64;
                 rng = meta.rng.unwrap_or(RngState { seed: req.seed, next_train_batch: e * iters, next_val_batch: e * val_iters });
                 let note = format!(
@@ -447,6 +456,7 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         },
         rng: Some(rng_at(epoch)),
         deep_supervision: Some(st.spec.deep_supervision),
+        grad_scaler: ctx.scaler.map(|s| *s.lock().unwrap_or_else(|e| e.into_inner())),
     };
     let n_epochs = req.trainer.num_epochs;
     for epoch in start_epoch..n_epochs {
@@ -695,7 +705,7 @@ fn write_debug_json(req: &TrainRequest, st: &Setup, fold_dir: &Path, params: usi
         "device": req.device_name,
         "num_gpus": 1 + req.extra_devices.len(),
         "backend": nnunet_core::compiled_backends().join(", "),
-        "precision": "fp32",
+        "precision": req.mixed_precision.as_ref().map_or(nnunet_core::Precision::Fp32, |m| m.precision()).describe(),
         "nnunet_version": env!("CARGO_PKG_VERSION"),
         "burn_version": "0.22.1",
         "data_augmentation_workers": req.workers,

@@ -2,9 +2,10 @@
 //! gradient clipping, and the pseudo-Dice statistics of validation (training spec §2.2, §2.9).
 
 use crate::loss::{deep_supervised, flatten, flatten_int, region_targets};
-use burn::optim::ModuleOptimizer;
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use nnunet_core::{Loss, LossSettings, Network};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
+use nnunet_core::{GradScaler, Loss, LossSettings, MixedPrecision, Network};
+use std::sync::Mutex;
 
 /// A batch as the data pipeline produces it: image `(b, c, z, y, x)` and one label map per deep-supervision
 /// scale (full resolution first), each `(b, 1, z', y', x')`. 2D batches have `z = 1`.
@@ -73,34 +74,108 @@ pub struct StepContext<'a> {
     pub deep_supervision: bool,
     pub grad_clip: Option<f64>,
     pub ds_weighting: nnunet_core::DsWeighting,
+    /// Autocast of the backend for fp16/bf16 training; `None` trains in fp32.
+    pub mixed: Option<&'a dyn MixedPrecision>,
+    /// fp16's dynamic loss scale (PyTorch's GradScaler); `None` otherwise.
+    pub scaler: Option<&'a Mutex<GradScaler>>,
+}
+
+impl<'a> StepContext<'a> {
+    /// fp32 training (no autocast, no loss scaling).
+    pub fn fp32(
+        loss: &'a dyn Loss,
+        settings: &'a LossSettings,
+        deep_supervision: bool,
+        grad_clip: Option<f64>,
+        ds_weighting: nnunet_core::DsWeighting,
+    ) -> StepContext<'a> {
+        StepContext { loss, settings, deep_supervision, grad_clip, ds_weighting, mixed: None, scaler: None }
+    }
+
+    /// Run `f` under the context's autocast (if any) on this thread.
+    pub fn under_autocast<T>(&self, f: impl FnOnce() -> T) -> T {
+        match self.mixed {
+            None => f(),
+            Some(m) => {
+                let mut f = Some(f);
+                let mut out = None;
+                m.autocast(&mut || out = Some((f.take().expect("called once"))()));
+                out.expect("autocast ran the step")
+            }
+        }
+    }
+
+    /// The loss scale of this step (fp16), read once so that every replica uses the same.
+    pub fn loss_scale(&self) -> Option<f64> {
+        self.scaler.map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).scale)
+    }
 }
 
 fn outputs_for_loss(outs: Vec<Tensor<5>>, ds: bool) -> Vec<Tensor<5>> {
-    if ds { outs } else { outs.into_iter().take(1).collect() }
+    // the losses run in fp32 whatever precision the network computed in (nnU-Net's losses are fp32 under autocast)
+    let outs = if ds { outs } else { outs.into_iter().take(1).collect() };
+    outs.into_iter().map(|o| if o.dtype() == DType::F32 { o } else { o.cast(FloatDType::F32) }).collect()
+}
+
+/// Forward, deep-supervised loss and backward of one (replica's) batch under the context's autocast; the loss is divided
+/// by `world` (data-parallel averaging) and multiplied by `loss_scale` (fp16) before backward. Returns the loss value
+/// and the gradients.
+pub fn forward_backward(
+    net: &dyn Network,
+    batch: &Batch,
+    ctx: &StepContext<'_>,
+    settings: &LossSettings,
+    dev: &Device,
+    world: f64,
+    loss_scale: Option<f64>,
+) -> (f64, GradientsParams) {
+    ctx.under_autocast(|| {
+        let outs = outputs_for_loss(net.forward(batch.image_tensor(dev)), ctx.deep_supervision);
+        let targets = batch.target_tensors(dev);
+        let n = outs.len().min(targets.len());
+        let loss = deep_supervised(ctx.loss, &outs[..n], &targets[..n], settings, ctx.ds_weighting);
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        let mut l = loss;
+        if world != 1.0 {
+            l = l.div_scalar(world);
+        }
+        if let Some(s) = loss_scale {
+            l = l.mul_scalar(s);
+        }
+        (value, net.backward(l))
+    })
+}
+
+/// Apply summed gradients (clipping, loss-scale bookkeeping, optimizer step). Returns the gradient norm.
+pub fn apply_step(net: &mut dyn Network, optim: &mut ModuleOptimizer, lr: f64, grads: GradientsParams, ctx: &StepContext<'_>, loss_scale: Option<f64>) -> f64 {
+    let norm = net.apply_gradients(optim, lr, grads, ctx.grad_clip, loss_scale);
+    if let Some(s) = ctx.scaler {
+        s.lock().unwrap_or_else(|e| e.into_inner()).update(!norm.is_finite());
+    }
+    norm
 }
 
 /// Forward, deep-supervised loss, backward, clipping and one SGD step. Returns the loss value.
 pub fn train_step(net: &mut dyn Network, optim: &mut ModuleOptimizer, lr: f64, batch: &Batch, ctx: &StepContext<'_>, dev: &Device) -> f64 {
-    let x = batch.image_tensor(dev);
-    let targets = batch.target_tensors(dev);
-    let outs = outputs_for_loss(net.forward(x), ctx.deep_supervision);
-    let n = outs.len().min(targets.len());
-    let loss = deep_supervised(ctx.loss, &outs[..n], &targets[..n], ctx.settings, ctx.ds_weighting);
-    let value = loss.clone().into_scalar::<f32>() as f64;
-    net.step(optim, lr, loss, ctx.grad_clip);
+    let scale = ctx.loss_scale();
+    let (value, grads) = forward_backward(&*net, batch, ctx, ctx.settings, dev, 1.0, scale);
+    apply_step(net, optim, lr, grads, ctx, scale);
     value
 }
 
-/// Validation step: loss (no gradient step) and hard Dice counts of the full-resolution output.
+/// Validation step: loss (no gradient step) and hard Dice counts of the full-resolution output (under autocast, as
+/// nnU-Net validates).
 pub fn validation_step(net: &dyn Network, batch: &Batch, ctx: &StepContext<'_>, dev: &Device) -> (f64, DiceCounts) {
-    let x = batch.image_tensor(dev);
-    let targets = batch.target_tensors(dev);
-    let outs = outputs_for_loss(net.forward(x), ctx.deep_supervision);
-    let n = outs.len().min(targets.len());
-    let loss = deep_supervised(ctx.loss, &outs[..n], &targets[..n], ctx.settings, ctx.ds_weighting).into_scalar::<f32>() as f64;
-    let logits = flatten(outs[0].clone().detach());
-    let target = flatten_int(targets[0].clone());
-    (loss, dice_counts(logits, target, ctx.settings))
+    ctx.under_autocast(|| {
+        let x = batch.image_tensor(dev);
+        let targets = batch.target_tensors(dev);
+        let outs = outputs_for_loss(net.forward(x), ctx.deep_supervision);
+        let n = outs.len().min(targets.len());
+        let loss = deep_supervised(ctx.loss, &outs[..n], &targets[..n], ctx.settings, ctx.ds_weighting).into_scalar::<f32>() as f64;
+        let logits = flatten(outs[0].clone().detach());
+        let target = flatten_int(targets[0].clone());
+        (loss, dice_counts(logits, target, ctx.settings))
+    })
 }
 
 /// Hard counts: argmax (softmax training, background dropped) or `sigmoid > 0.5` (regions); ignore voxels masked.

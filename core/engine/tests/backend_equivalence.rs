@@ -102,7 +102,7 @@ fn forward_loss_and_one_step_agree_across_backends() {
         for batch_dice in [false, true] {
             let settings = LossSettings { batch_dice, ..Default::default() };
             let ctx =
-                StepContext { loss: &DcAndCe, settings: &settings, deep_supervision: true, grad_clip: Some(12.0), ds_weighting: DsWeighting::NnUNetV2 };
+                StepContext::fp32(&DcAndCe, &settings, true, Some(12.0), DsWeighting::NnUNetV2);
             let mut params = Vec::new();
             let mut losses = Vec::new();
             for dev in [Device::flex().autodiff(), other().autodiff()] {
@@ -165,4 +165,48 @@ fn initialisation_has_the_same_statistics_on_every_backend() {
         assert!((sa - sb).abs() <= 6.0 * s / (2.0 * n).sqrt() + 1e-6, "{path}: std {sa} vs {sb} over {n} values");
         assert!((ma - mb).abs() <= 6.0 * s / n.sqrt() + 1e-6, "{path}: mean {ma} vs {mb} (std {s}, {n} values)");
     }
+}
+
+/// LibTorch's autocast (bf16 and fp16 on the CPU here; fp16 is nnU-Net's choice on CUDA) trains like fp32 within
+/// half precision, with fp32 weights and fp32 losses; fp16 runs the dynamic loss scale.
+#[cfg(feature = "tch")]
+#[test]
+fn autocast_steps_track_fp32_steps() {
+    use burn::tensor::DType;
+    use nnunet_core::precision::libtorch::Autocast;
+    use nnunet_core::{GradScaler, MixedPrecision, Precision};
+    use std::sync::Mutex;
+    let dev = other().autodiff();
+    let settings = LossSettings::default();
+    let run = |mixed: Option<&dyn MixedPrecision>, scaler: Option<&Mutex<GradScaler>>| -> (Vec<f64>, Vec<nnunet_core::NamedParam>) {
+        let mut n = net("PlainConvUNet", &dev);
+        let mut optim = nnunet_engine::optim::optimizer(&nnunet_core::TrainerConfig::default());
+        let ctx = StepContext { mixed, scaler, ..StepContext::fp32(&DcAndCe, &settings, true, Some(12.0), DsWeighting::NnUNetV2) };
+        let l = (0..5).map(|_| train_step(n.as_mut(), &mut optim, 0.01, &batch(), &ctx, &dev)).collect();
+        (l, n.named_parameters())
+    };
+    let (fp32, p32) = run(None, None);
+    let bf16 = Autocast::new(false, Precision::Bf16).unwrap();
+    // the network really computes in bf16 under autocast
+    let probe = net("PlainConvUNet", &dev);
+    let mut dtype = None;
+    bf16.autocast(&mut || dtype = Some(probe.forward(batch().image_tensor(&dev))[0].dtype()));
+    assert_eq!(dtype, Some(DType::BF16));
+    assert_eq!(probe.forward(batch().image_tensor(&dev))[0].dtype(), DType::F32, "autocast is off again after the scope");
+    let (lb, pb) = run(Some(&bf16), None);
+    for (a, b) in fp32.iter().zip(&lb) {
+        assert!((a - b).abs() < 0.02 * a.abs(), "bf16 {lb:?} vs fp32 {fp32:?}");
+    }
+    assert!(lb.iter().zip(&fp32).any(|(a, b)| a != b), "bf16 must differ from fp32 somewhere: {lb:?}");
+    assert!(pb.iter().all(|p| p.values.iter().all(|v| v.is_finite())));
+    assert_eq!(pb.len(), p32.len());
+    let fp16 = Autocast::new(false, Precision::Fp16).unwrap();
+    let scaler = Mutex::new(GradScaler::default());
+    let (lh, _) = run(Some(&fp16), Some(&scaler));
+    for (a, b) in fp32.iter().zip(&lh) {
+        assert!((a - b).abs() < 0.02 * a.abs(), "fp16 {lh:?} vs fp32 {fp32:?}");
+    }
+    let s = *scaler.lock().unwrap();
+    // every step either grew the tracker or halved the scale
+    assert!(s.scale <= 65536.0 && (s.growth_tracker as usize) <= 5, "{s:?}");
 }

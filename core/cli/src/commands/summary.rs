@@ -93,9 +93,17 @@ pub fn run(a: &Args) -> Result<()> {
 }
 
 /// `nnunet calibrate-vram`.
-pub fn calibrate(a: &Args, steps: usize, batch_size: Option<usize>, device: &str, output: Option<&std::path::Path>) -> Result<()> {
+pub fn calibrate(
+    a: &Args,
+    steps: usize,
+    batch_size: Option<usize>,
+    device_arg: &str,
+    precision: Option<&str>,
+    output: Option<&std::path::Path>,
+) -> Result<()> {
     let l = load(a, true)?;
-    let (device, device_name) = super::device(device)?;
+    let (device, device_name) = super::device(device_arg)?;
+    let mixed_precision = crate::backend::mixed_precision(&device, device_arg, precision)?;
     let lm = l.dataset_json.label_manager().map_err(|e| user(format!("dataset.json: {e}")))?;
     let settings = nnunet_core::LossSettings::for_configuration(&l.cfg, &lm);
     let req = nnunet_engine::calibrate::CalibrationRequest {
@@ -106,6 +114,7 @@ pub fn calibrate(a: &Args, steps: usize, batch_size: Option<usize>, device: &str
         steps,
         settings,
         device,
+        mixed_precision,
         seed: 12345,
     };
     let c = nnunet_engine::calibrate::calibrate(&req)
@@ -122,6 +131,7 @@ pub fn calibrate(a: &Args, steps: usize, batch_size: Option<usize>, device: &str
     );
     println!("peak allocated   {}  ({})", mib(c.peak_allocated_bytes), c.measured_on);
     println!("peak reserved    {}", mib(c.peak_reserved_bytes));
+    println!("precision        {}", c.precision);
     if let Some(r) = c.allocated_bytes_per_proxy_unit {
         println!("bytes per proxy  {r:.2} (allocated / (proxy × batch))");
     }

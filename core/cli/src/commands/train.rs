@@ -26,6 +26,7 @@ pub fn run(p: &Parsed) -> Result<()> {
     let mut devices = devices.into_iter();
     let device = devices.next().expect("at least one device");
     let extra_devices: Vec<_> = devices.collect();
+    let mixed_precision = crate::backend::mixed_precision(&device, &device_arg, p.string("precision").as_deref())?;
     let name = paths::resolve_dataset_name(&dataset)?;
     let pre = paths::env_dir(PREPROCESSED)?.join(&name);
     let plans_path = pre.join(format!("{plans_name}.json"));
@@ -61,6 +62,7 @@ pub fn run(p: &Parsed) -> Result<()> {
         disable_checkpointing: p.flag("disable_checkpointing"),
         device,
         extra_devices,
+        mixed_precision,
         device_name,
         workers,
         seed: 12345,
