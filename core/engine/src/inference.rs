@@ -375,6 +375,8 @@ pub struct Predictor {
     pub normalization: NormalizationRegistry,
     networks: Vec<Box<dyn Network>>,
     device: Device,
+    /// The backend's autocast: nnU-Net predicts under fp16 autocast on cuda.
+    mixed_precision: Option<std::sync::Arc<dyn nnunet_core::MixedPrecision>>,
 }
 
 fn resampling_probabilities(cfg: &Map<String, Value>, name: &str) -> Result<ResampleOptions, String> {
@@ -478,6 +480,7 @@ impl Predictor {
             normalization: NormalizationRegistry::default(),
             networks,
             device: device.clone(),
+            mixed_precision: None,
         })
     }
 
@@ -492,6 +495,12 @@ impl Predictor {
         if self.previous_stage.is_some() { c + self.export.label_manager.foreground_labels().len() } else { c }
     }
 
+    /// Predict under the backend's autocast (`None`: fp32), as nnU-Net predicts under fp16 autocast on cuda.
+    pub fn with_mixed_precision(mut self, m: Option<std::sync::Arc<dyn nnunet_core::MixedPrecision>>) -> Self {
+        self.mixed_precision = m;
+        self
+    }
+
     fn sliding_window(&self, step_size: f64, use_mirroring: bool) -> SlidingWindow {
         let mirror_axes = if use_mirroring { self.allowed_mirroring_axes.clone().unwrap_or_default() } else { Vec::new() };
         SlidingWindow { patch: self.patch, spatial_dims: self.spatial_dims, step_size, mirror_axes, num_heads: self.num_heads() }
@@ -502,7 +511,14 @@ impl Predictor {
         let sw = self.sliding_window(step_size, use_mirroring);
         let mut acc: Option<Vec<f32>> = None;
         for net in &self.networks {
-            let l = predict_logits(net.as_ref(), data, shape, &sw, &self.device);
+            let l = match &self.mixed_precision {
+                None => predict_logits(net.as_ref(), data, shape, &sw, &self.device),
+                Some(m) => {
+                    let mut out = None;
+                    m.autocast(&mut || out = Some(predict_logits(net.as_ref(), data, shape, &sw, &self.device)));
+                    out.expect("autocast ran the prediction")
+                }
+            };
             match &mut acc {
                 None => acc = Some(l),
                 Some(a) => a.iter_mut().zip(&l).for_each(|(a, b)| *a += b),

@@ -577,7 +577,8 @@ pub fn final_validation(
         Fold::Index(i) => i.to_string(),
     };
     let predictor = Predictor::from_model_folder(&req.output_dir, Some(&[fold_name]), checkpoint_name, &req.device)
-        .map_err(|e| input(e.to_string()))?;
+        .map_err(|e| input(e.to_string()))?
+        .with_mixed_precision(req.mixed_precision.clone());
     let out = fold_dir.join("validation");
     std::fs::create_dir_all(&out).map_err(|e| io(&out, e))?;
     let rw = predictor.writer(None).map_err(|e| input(e.to_string()))?;

@@ -111,10 +111,15 @@ impl<'a> StepContext<'a> {
     }
 }
 
+/// `t` as fp32 (a no-op when it is): network outputs computed under autocast are half precision.
+pub fn as_f32(t: Tensor<5>) -> Tensor<5> {
+    if t.dtype() == DType::F32 { t } else { t.cast(FloatDType::F32) }
+}
+
 fn outputs_for_loss(outs: Vec<Tensor<5>>, ds: bool) -> Vec<Tensor<5>> {
     // the losses run in fp32 whatever precision the network computed in (nnU-Net's losses are fp32 under autocast)
     let outs = if ds { outs } else { outs.into_iter().take(1).collect() };
-    outs.into_iter().map(|o| if o.dtype() == DType::F32 { o } else { o.cast(FloatDType::F32) }).collect()
+    outs.into_iter().map(as_f32).collect()
 }
 
 /// Forward, deep-supervised loss and backward of one (replica's) batch under the context's autocast; the loss is divided

@@ -210,3 +210,23 @@ fn autocast_steps_track_fp32_steps() {
     // every step either grew the tracker or halved the scale
     assert!(s.scale <= 65536.0 && (s.growth_tracker as usize) <= 5, "{s:?}");
 }
+
+/// Sliding-window prediction under autocast (as nnU-Net predicts on cuda) agrees with fp32 within half precision.
+#[cfg(feature = "tch")]
+#[test]
+fn prediction_under_autocast_tracks_fp32() {
+    use nnunet_core::precision::libtorch::Autocast;
+    use nnunet_core::{MixedPrecision, Precision};
+    use nnunet_engine::predict::{SlidingWindow, predict_logits};
+    let dev = other();
+    let n = net("PlainConvUNet", &dev);
+    let b = batch();
+    let image = &b.image[..16 * 16 * 16];
+    let sw = SlidingWindow { patch: [16, 16, 16], spatial_dims: 3, step_size: 0.5, mirror_axes: vec![0, 2], num_heads: 3 };
+    let fp32 = predict_logits(n.as_ref(), image, [1, 16, 16, 16], &sw, &dev);
+    let bf16 = Autocast::new(false, Precision::Bf16).unwrap();
+    let mut half = Vec::new();
+    bf16.autocast(&mut || half = predict_logits(n.as_ref(), image, [1, 16, 16, 16], &sw, &dev));
+    let d = max_rel_diff(&fp32, &half);
+    assert!(d > 0.0 && d < 0.05, "bf16 prediction differs from fp32 by {d} (relative to its largest logit)");
+}

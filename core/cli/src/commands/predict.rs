@@ -61,14 +61,18 @@ fn run(p: &Parsed, model: PathBuf, with_parts: bool) -> Result<()> {
     if !(step_size > 0.0 && step_size <= 1.0) {
         return Err(user(format!("-step_size {step_size}: must be in (0, 1]")));
     }
-    let (dev, _) = super::device(&p.string("device").unwrap_or_else(|| "cuda".into()))?;
+    let device_arg = p.string("device").unwrap_or_else(|| "cuda".into());
+    let (dev, _) = super::device(&device_arg)?;
+    // nnU-Net predicts under fp16 autocast on cuda, in fp32 on the CPU
+    let mixed_precision = crate::backend::mixed_precision(&dev, &device_arg, None)?;
     if !input.is_dir() {
         return Err(user(format!("{}: input folder not found", input.display())));
     }
     let verbose = p.flag("verbose");
     let chk = p.string("chk").unwrap_or_else(|| "checkpoint_final.pth".into());
     let folds = folds(p)?;
-    let predictor = Predictor::from_model_folder(&model, Some(&folds), &chk, &dev).map_err(|e| user(e.to_string()))?;
+    let predictor =
+        Predictor::from_model_folder(&model, Some(&folds), &chk, &dev).map_err(|e| user(e.to_string()))?.with_mixed_precision(mixed_precision);
     if verbose {
         println!(
             "model {} (trainer {}, configuration {}), folds {:?}, checkpoint {chk}, mirroring axes {:?}",
