@@ -44,8 +44,7 @@ pub fn mixed_precision(device: &Device, device_name: &str, choice: Option<&str>)
                 Precision::Fp32
             }
         }
-        other => Precision::parse(other)
-            .ok_or_else(|| crate::user(format!("--precision {other}: expected auto, fp32, fp16 or bf16")))?,
+        other => Precision::parse(other).ok_or_else(|| crate::user(format!("--precision {other}: expected auto, fp32, fp16 or bf16")))?,
     };
     if precision == Precision::Fp32 {
         return Ok(None);
@@ -58,7 +57,7 @@ fn autocast(device: &Device, cuda: bool, precision: Precision) -> anyhow::Result
     if !matches!(device.as_dispatch(), burn::backend::DispatchDevice::LibTorch(_)) {
         return Err(crate::user(format!(
             "--precision {}: half precision needs the LibTorch backend's autocast; this run uses flex (unset NNUNET_CPU_BACKEND)",
-            format!("{precision:?}").to_lowercase()
+            precision.name()
         )));
     }
     let a = nnunet_core::precision::libtorch::Autocast::new(cuda, precision).map_err(|e| crate::user(format!("--precision: {e}")))?;
@@ -70,7 +69,7 @@ fn autocast(_device: &Device, _cuda: bool, precision: Precision) -> anyhow::Resu
     Err(crate::user(format!(
         "--precision {}: half precision needs the LibTorch backend's autocast (a build with --features tch, docs/gpu.md); \
          this binary has {}",
-        format!("{precision:?}").to_lowercase(),
+        precision.name(),
         nnunet_core::compiled_backends().join(", ")
     )))
 }

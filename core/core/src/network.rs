@@ -254,7 +254,7 @@ fn to_f32_scaled<M: Module>(m: &M, grads: &mut GradientsParams, factor: Option<f
     impl ModuleVisitor for F32<'_> {
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
             let Some(g) = self.grads.remove::<D>(p.id) else { return };
-            let g = if g.dtype() == burn::tensor::DType::F32 { g } else { g.cast(burn::tensor::FloatDType::F32) };
+            let g = crate::precision::as_f32(g);
             self.grads.register::<D>(p.id, match self.factor {
                 Some(f) => g.mul_scalar(f),
                 None => g,

@@ -19,11 +19,20 @@ pub enum Precision {
 
 impl Precision {
     pub fn parse(s: &str) -> Option<Precision> {
-        match s {
-            "fp32" => Some(Precision::Fp32),
-            "fp16" => Some(Precision::Fp16),
-            "bf16" => Some(Precision::Bf16),
-            _ => None,
+        [Precision::Fp32, Precision::Fp16, Precision::Bf16].into_iter().find(|p| p.name() == s)
+    }
+
+    /// The precision a run computes in: the autocast's, or fp32 without one.
+    pub fn of(mixed: Option<&dyn MixedPrecision>) -> Precision {
+        mixed.map_or(Precision::Fp32, |m| m.precision())
+    }
+
+    /// The flag value (`fp32`, `fp16`, `bf16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Bf16 => "bf16",
         }
     }
 
@@ -35,6 +44,11 @@ impl Precision {
             Precision::Bf16 => "bf16 autocast (fp32 weights)",
         }
     }
+}
+
+/// `t` as fp32 (a no-op when it is): tensors computed under autocast are half precision.
+pub fn as_f32<const D: usize>(t: burn::tensor::Tensor<D>) -> burn::tensor::Tensor<D> {
+    if t.dtype() == burn::tensor::DType::F32 { t } else { t.cast(burn::tensor::FloatDType::F32) }
 }
 
 /// A backend's autocast. The state is per thread: every thread that computes (data-parallel replicas too) enters it.
@@ -130,8 +144,12 @@ pub mod libtorch {
                     device_type: if cuda { 1 } else { 0 },
                     dtype,
                     precision,
-                    set_enabled: std::mem::transmute::<*const (), SetEnabled>(sym(b"_ZN2at8autocast20set_autocast_enabledEN3c1010DeviceTypeEb\0")?),
-                    is_enabled: std::mem::transmute::<*const (), IsEnabled>(sym(b"_ZN2at8autocast19is_autocast_enabledEN3c1010DeviceTypeE\0")?),
+                    set_enabled: std::mem::transmute::<*const (), SetEnabled>(sym(
+                        b"_ZN2at8autocast20set_autocast_enabledEN3c1010DeviceTypeEb\0",
+                    )?),
+                    is_enabled: std::mem::transmute::<*const (), IsEnabled>(sym(
+                        b"_ZN2at8autocast19is_autocast_enabledEN3c1010DeviceTypeE\0",
+                    )?),
                     set_dtype: std::mem::transmute::<*const (), SetDtype>(sym(
                         b"_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE\0",
                     )?),

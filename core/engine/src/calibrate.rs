@@ -97,6 +97,7 @@ pub fn calibrate(req: &CalibrationRequest) -> Result<Calibration, String> {
     let mut net = arch.build(&req.spec, &dev).map_err(|e| e.to_string())?;
     let mut optim = sgd(0.99, 3e-5);
     let loss: Box<dyn Loss> = if req.settings.regions.is_some() { Box::new(DcAndBce) } else { Box::new(DcAndCe) };
+    let precision = nnunet_core::Precision::of(req.mixed_precision.as_deref());
     let scaler = std::sync::Mutex::new(nnunet_core::GradScaler::default());
     let ctx = StepContext {
         loss: loss.as_ref(),
@@ -105,7 +106,7 @@ pub fn calibrate(req: &CalibrationRequest) -> Result<Calibration, String> {
         grad_clip: Some(12.0),
         ds_weighting: nnunet_core::DsWeighting::NnUNetV2,
         mixed: req.mixed_precision.as_deref(),
-        scaler: req.mixed_precision.as_ref().filter(|m| m.precision() == nnunet_core::Precision::Fp16).map(|_| &scaler),
+        scaler: (precision == nnunet_core::Precision::Fp16).then_some(&scaler),
     };
     let mut step_seconds = Vec::with_capacity(req.steps);
     for _ in 0..req.steps.max(1) {
@@ -130,7 +131,7 @@ pub fn calibrate(req: &CalibrationRequest) -> Result<Calibration, String> {
         allocated_bytes_per_proxy_unit: peak_alloc.map(|b| b as f64 / (proxy * req.batch_size as f64)),
         step_seconds,
         measured_on: measured_on.into(),
-        precision: req.mixed_precision.as_ref().map_or(nnunet_core::Precision::Fp32, |m| m.precision()).describe().into(),
+        precision: precision.describe().into(),
     })
 }
 

@@ -142,7 +142,7 @@ pub fn train_step_parallel(
     let scale = ctx.loss_scale();
     let results = on_replicas(&*master, devices, ctx.settings, &|r, net, settings| {
         // DDP averages the replicas' gradients: each loss is divided by the number of replicas
-        forward_backward(net, &batches[r], ctx, settings, &devices[r], world, scale)
+        forward_backward(net, &batches[r], &StepContext { settings, ..*ctx }, &devices[r], world, scale)
     });
     let mut values = Vec::with_capacity(results.len());
     let mut acc = None;
@@ -193,14 +193,22 @@ mod tests {
             "norm_op_kwargs": {"eps": 1e-05, "affine": true}, "dropout_op": null, "dropout_op_kwargs": null,
             "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": true}
         });
-        let spec = NetworkSpec { arch_kwargs: kwargs.as_object().unwrap().clone(), in_channels: 1, out_channels: 3, deep_supervision: true };
+        let spec =
+            NetworkSpec { arch_kwargs: kwargs.as_object().unwrap().clone(), in_channels: 1, out_channels: 3, deep_supervision: true };
         let arch = nnunet_core::registry::architectures().unwrap().get("PlainConvUNet").unwrap();
         let mut n = (arch.make)().build(&spec, dev).unwrap();
         // deterministic weights, independent of the (process-wide) random generator other tests use concurrently
         let mut k = 0usize;
         n.replace_parameters(&mut |_, shape| {
             let len: usize = shape.iter().product();
-            Some((0..len).map(|i| { k += 1; (((i * 31 + k * 17) % 23) as f32 - 11.0) / 40.0 }).collect())
+            Some(
+                (0..len)
+                    .map(|i| {
+                        k += 1;
+                        (((i * 31 + k * 17) % 23) as f32 - 11.0) / 40.0
+                    })
+                    .collect(),
+            )
         });
         n
     }
@@ -247,7 +255,6 @@ mod tests {
             assert_eq!(max_diff(&one, &untouched), 0.0, "the step is deterministic");
             let d = max_diff(&one, &two);
             assert!(d < 2e-6, "batch_dice {batch_dice}: parameters differ by {d}");
-            // the logged loss: nnU-Net's DDP mean of the replicas' losses (each with the global batch Dice)
             let step = max_diff(&one, &params_after_one_step(&[batch(0..1)], batch_dice).1);
             assert!(step > 1e-4, "the steps compared must be distinguishable ({step})");
             // the logged loss is nnU-Net's DDP mean of the replicas' losses (each with the global batch Dice), which for

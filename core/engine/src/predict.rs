@@ -108,7 +108,7 @@ pub fn predict_logits(net: &dyn Network, image: &[f32], shape: [usize; 4], sw: &
                 }
                 let t = Tensor::<5>::from_data(TensorData::new(tile.clone(), [1, c, pz, py, px]), dev);
                 // fp32 accumulation whatever precision the network computed in (autocast)
-                let mut pred = crate::train::as_f32(net.forward(t.clone()).swap_remove(0));
+                let mut pred = nnunet_core::precision::as_f32(net.forward(t.clone()).swap_remove(0));
                 for sub in &subsets {
                     let dims: Vec<usize> = sub.iter().map(|&a| flip_dim(a)).collect();
                     let flip = |mut x: Tensor<5>| {
@@ -117,7 +117,7 @@ pub fn predict_logits(net: &dyn Network, image: &[f32], shape: [usize; 4], sw: &
                         }
                         x
                     };
-                    pred = pred + flip(crate::train::as_f32(net.forward(flip(t.clone())).swap_remove(0)));
+                    pred = pred + flip(nnunet_core::precision::as_f32(net.forward(flip(t.clone())).swap_remove(0)));
                 }
                 let pred = pred.div_scalar((subsets.len() + 1) as f32);
                 let data = pred.into_data().convert::<f32>();

@@ -332,7 +332,7 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     }
     let mut optim = crate::optim::optimizer(&req.trainer);
     let loss: Box<dyn Loss> = if st.settings.regions.is_some() { Box::new(DcAndBce) } else { Box::new(DcAndCe) };
-    let precision = req.mixed_precision.as_ref().map_or(nnunet_core::Precision::Fp32, |m| m.precision());
+    let precision = nnunet_core::Precision::of(req.mixed_precision.as_deref());
     let scaler = std::sync::Mutex::new(nnunet_core::GradScaler::default());
     let ctx = StepContext {
         loss: loss.as_ref(),
@@ -706,12 +706,12 @@ fn write_debug_json(req: &TrainRequest, st: &Setup, fold_dir: &Path, params: usi
         "device": req.device_name,
         "num_gpus": 1 + req.extra_devices.len(),
         "backend": nnunet_core::compiled_backends().join(", "),
-        "precision": req.mixed_precision.as_ref().map_or(nnunet_core::Precision::Fp32, |m| m.precision()).describe(),
+        "precision": nnunet_core::Precision::of(req.mixed_precision.as_deref()).describe(),
         "nnunet_version": env!("CARGO_PKG_VERSION"),
         "burn_version": "0.22.1",
         "data_augmentation_workers": req.workers,
-        // the CPU backend's tensors live on the heap: peak live heap bytes ("allocated") and peak resident set
-        // ("reserved"); a GPU backend reports its device allocator's figures under the same keys
+        // peak live heap bytes ("allocated", where the backend's tensors are heap allocations: memory::measurement_for)
+        // and peak resident set ("reserved"); device-memory statistics of a GPU backend are not measured yet
         "peak_memory_allocated_bytes": nnunet_core::memory::peak_allocated_bytes_on(&req.device),
         "peak_memory_reserved_bytes": nnunet_core::memory::peak_resident_bytes(),
         "memory_measured_on": nnunet_core::memory::measurement_for(&req.device).1,

@@ -3,7 +3,7 @@
 
 use crate::loss::{deep_supervised, flatten, flatten_int, region_targets};
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use nnunet_core::{GradScaler, Loss, LossSettings, MixedPrecision, Network};
 use std::sync::Mutex;
 
@@ -111,15 +111,10 @@ impl<'a> StepContext<'a> {
     }
 }
 
-/// `t` as fp32 (a no-op when it is): network outputs computed under autocast are half precision.
-pub fn as_f32(t: Tensor<5>) -> Tensor<5> {
-    if t.dtype() == DType::F32 { t } else { t.cast(FloatDType::F32) }
-}
-
 fn outputs_for_loss(outs: Vec<Tensor<5>>, ds: bool) -> Vec<Tensor<5>> {
     // the losses run in fp32 whatever precision the network computed in (nnU-Net's losses are fp32 under autocast)
     let outs = if ds { outs } else { outs.into_iter().take(1).collect() };
-    outs.into_iter().map(as_f32).collect()
+    outs.into_iter().map(nnunet_core::precision::as_f32).collect()
 }
 
 /// Forward, deep-supervised loss and backward of one (replica's) batch under the context's autocast; the loss is divided
@@ -129,7 +124,6 @@ pub fn forward_backward(
     net: &dyn Network,
     batch: &Batch,
     ctx: &StepContext<'_>,
-    settings: &LossSettings,
     dev: &Device,
     world: f64,
     loss_scale: Option<f64>,
@@ -138,7 +132,7 @@ pub fn forward_backward(
         let outs = outputs_for_loss(net.forward(batch.image_tensor(dev)), ctx.deep_supervision);
         let targets = batch.target_tensors(dev);
         let n = outs.len().min(targets.len());
-        let loss = deep_supervised(ctx.loss, &outs[..n], &targets[..n], settings, ctx.ds_weighting);
+        let loss = deep_supervised(ctx.loss, &outs[..n], &targets[..n], ctx.settings, ctx.ds_weighting);
         let value = loss.clone().into_scalar::<f32>() as f64;
         let mut l = loss;
         if world != 1.0 {
@@ -152,7 +146,14 @@ pub fn forward_backward(
 }
 
 /// Apply summed gradients (clipping, loss-scale bookkeeping, optimizer step). Returns the gradient norm.
-pub fn apply_step(net: &mut dyn Network, optim: &mut ModuleOptimizer, lr: f64, grads: GradientsParams, ctx: &StepContext<'_>, loss_scale: Option<f64>) -> f64 {
+pub fn apply_step(
+    net: &mut dyn Network,
+    optim: &mut ModuleOptimizer,
+    lr: f64,
+    grads: GradientsParams,
+    ctx: &StepContext<'_>,
+    loss_scale: Option<f64>,
+) -> f64 {
     let norm = net.apply_gradients(optim, lr, grads, ctx.grad_clip, loss_scale);
     if let Some(s) = ctx.scaler {
         s.lock().unwrap_or_else(|e| e.into_inner()).update(!norm.is_finite());
@@ -163,7 +164,7 @@ pub fn apply_step(net: &mut dyn Network, optim: &mut ModuleOptimizer, lr: f64, g
 /// Forward, deep-supervised loss, backward, clipping and one SGD step. Returns the loss value.
 pub fn train_step(net: &mut dyn Network, optim: &mut ModuleOptimizer, lr: f64, batch: &Batch, ctx: &StepContext<'_>, dev: &Device) -> f64 {
     let scale = ctx.loss_scale();
-    let (value, grads) = forward_backward(&*net, batch, ctx, ctx.settings, dev, 1.0, scale);
+    let (value, grads) = forward_backward(&*net, batch, ctx, dev, 1.0, scale);
     apply_step(net, optim, lr, grads, ctx, scale);
     value
 }

@@ -101,8 +101,7 @@ fn forward_loss_and_one_step_agree_across_backends() {
         }
         for batch_dice in [false, true] {
             let settings = LossSettings { batch_dice, ..Default::default() };
-            let ctx =
-                StepContext::fp32(&DcAndCe, &settings, true, Some(12.0), DsWeighting::NnUNetV2);
+            let ctx = StepContext::fp32(&DcAndCe, &settings, true, Some(12.0), DsWeighting::NnUNetV2);
             let mut params = Vec::new();
             let mut losses = Vec::new();
             for dev in [Device::flex().autodiff(), other().autodiff()] {
@@ -116,7 +115,12 @@ fn forward_loss_and_one_step_agree_across_backends() {
                 params.push(n.named_parameters());
             }
             for (la, lb) in losses[0].iter().zip(&losses[1]) {
-                assert!((la - lb).abs() < 1e-4 * la.abs().max(1.0), "{class} batch_dice {batch_dice}: losses {:?} vs {:?}", losses[0], losses[1]);
+                assert!(
+                    (la - lb).abs() < 1e-4 * la.abs().max(1.0),
+                    "{class} batch_dice {batch_dice}: losses {:?} vs {:?}",
+                    losses[0],
+                    losses[1]
+                );
             }
             for (p, q) in params[0].iter().zip(&params[1]) {
                 let d = max_rel_diff(&p.values, &q.values);
@@ -135,7 +139,8 @@ fn loss_building_blocks_agree_across_backends() {
         let am: Vec<i64> = t.clone().argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
         assert_eq!(am, vec![1, 0, 2, 1, 0, 0, 2, 1, 1, 0, 0, 2, 1, 0, 2, 1], "argmax on {dev:?}");
         let lab = Tensor::<3, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 1], [1, 1, 4]), &dev);
-        let masked: Vec<i64> = lab.clone().mask_fill(lab.clone().equal_elem(1), 0).into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
+        let masked: Vec<i64> =
+            lab.clone().mask_fill(lab.clone().equal_elem(1), 0).into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
         assert_eq!(masked, vec![0, 0, 2, 0], "mask_fill on {dev:?}");
     }
 }
