@@ -58,7 +58,10 @@ PY
 
 ours() {  # $1 configuration, $2 label, $3 batch, $4 precision (fp32 | bf16)
     local o="$OUT/ours_$2"; [ "$4" = fp32 ] || o="${o}_$4"
-    "$BIN" calibrate-vram -d Dataset004_Hippocampus -c "$1" --plans-file "$P/nnUNetResEncUNetMPlans.json" --device "$DEVICE" \
+    # fp32 is compared strict on both sides: torch_ref's fp32 mode turns TF32 off; LibTorch's default (as PyTorch's)
+    # lets cuDNN convolutions use TF32, which NVIDIA_TF32_OVERRIDE=0 turns off for our process
+    local tf32=(); [ "$4" = fp32 ] && tf32=(env NVIDIA_TF32_OVERRIDE=0)
+    "${tf32[@]}" "$BIN" calibrate-vram -d Dataset004_Hippocampus -c "$1" --plans-file "$P/nnUNetResEncUNetMPlans.json" --device "$DEVICE" \
         --precision "$4" --steps "$STEPS" --batch-size "$3" -o "$o.json" > "$o.log" 2>&1 || { echo "ours $2 $4 failed:"; tail -3 "$o.log"; }
 }
 theirs() {  # $1 patch, $2 features, $3 blocks, $4 strides, $5 label, $6 batch
@@ -96,6 +99,7 @@ def torch(label):
             res[kv.get("dtype")] = kv
     return res
 mib = lambda b: f"{b / 1048576:.0f}" if isinstance(b, (int, float)) else "–"
+print(f"\nfp32 = strict fp32 on both sides (TF32 off); bf16 = autocast bf16. Memory: PyTorch's CUDA caching allocator on both sides (ours read from the LibTorch it runs on); on a CPU ours is heap / resident set.")
 print(f"\n| configuration ({dev}) | ours fp32 ms | torch fp32 ms | ratio | ours bf16 ms | torch bf16 ms | ratio | ours fp32 / bf16 peak alloc, reserved MiB | torch fp32 / bf16 peak alloc, reserved MiB | params ours / torch |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 def ms(x):

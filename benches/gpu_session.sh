@@ -21,6 +21,11 @@ export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "devices", torch.cuda.device_count())'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$W/nnunet" --version
+# device memory as the driver sees it (includes the CUDA context), once a second, to cross-check the allocator figures
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv -lms 1000 > "$OUT/nvidia_smi.csv" 2>&1 &
+    SMI=$!; trap 'kill $SMI 2>/dev/null' EXIT
+fi
 echo "== 2. step benchmark ($(left) s left)"
 PYTHON="$PY" NNUNET_BIN="$W/nnunet" TORCH_REF=.gpu/torch_ref.py DEVICE="$DEVICE" STEPS="${STEPS:-8}" OUT="$OUT/step" timeout $(( $(left) - 200 )) benches/gpu.sh \
     || echo "gpu.sh ended with $?"

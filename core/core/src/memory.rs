@@ -7,6 +7,10 @@
 //! `#[global_allocator] static A: nnunet_core::memory::CountingAlloc = nnunet_core::memory::CountingAlloc;`
 //! (the CLI crate does); without it the allocated figures are `None`.
 
+pub mod elf;
+#[cfg(feature = "tch")]
+pub mod libtorch_cuda;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -133,20 +137,114 @@ mod tests {
     }
 }
 
-/// What the memory figures of a run on `device` mean: `(heap_counts_tensors, description)`. On flex the tensors are Rust
-/// heap allocations, so the counting allocator's peak is the tensors' peak ("allocated"); on other backends (LibTorch)
-/// the tensors are allocated outside the Rust heap, so only the peak resident set ("reserved") of a CPU run measures them.
-pub fn measurement_for(device: &burn::tensor::Device) -> (bool, &'static str) {
-    let base = device.as_dispatch().clone().inner();
-    #[cfg(feature = "flex")]
-    if matches!(base, burn::backend::DispatchDevice::Flex(_)) {
-        return (true, "host (CPU backend: tensors live on the Rust heap)");
-    }
-    let _ = base;
-    (false, "host resident set only (the backend allocates outside the Rust heap; device memory statistics: pending)")
+/// Peak or current memory figures in bytes, named as PyTorch names them: "allocated" (live tensors,
+/// `torch.cuda.max_memory_allocated`) and "reserved" (what the allocator holds, `max_memory_reserved`; on the CPU the
+/// resident set). `None`: not measured on that device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryFigures {
+    pub allocated: Option<u64>,
+    pub reserved: Option<u64>,
 }
 
-/// [`peak_allocated_bytes`] where it measures the tensors of a run on `device`, else `None`.
-pub fn peak_allocated_bytes_on(device: &burn::tensor::Device) -> Option<u64> {
-    if measurement_for(device).0 { peak_allocated_bytes() } else { None }
+enum Source {
+    /// flex: tensors are Rust heap allocations (counting allocator) + resident set
+    Heap,
+    /// a backend that allocates outside the Rust heap, on the host (LibTorch CPU): resident set only
+    Resident,
+    /// PyTorch's CUDA caching allocator, device index
+    #[cfg(feature = "tch")]
+    Cuda(libtorch_cuda::CachingAllocator, i8),
+}
+
+/// How a run's memory is measured on its device, chosen once per device: the CPU backends report the heap and the
+/// resident set, a LibTorch CUDA device reports the CUDA caching allocator's figures (as PyTorch nnU-Net would).
+pub struct MemoryProbe {
+    source: Source,
+    measured_on: String,
+}
+
+impl MemoryProbe {
+    /// The probe for a run on `device`.
+    #[allow(deprecated)] // burn-tch's device type (ADR 0012)
+    pub fn for_device(device: &burn::tensor::Device) -> MemoryProbe {
+        let base = device.as_dispatch().clone().inner();
+        #[cfg(feature = "flex")]
+        if matches!(base, burn::backend::DispatchDevice::Flex(_)) {
+            return MemoryProbe { source: Source::Heap, measured_on: "host (CPU backend: tensors live on the Rust heap)".into() };
+        }
+        #[cfg(feature = "tch")]
+        if let burn::backend::DispatchDevice::LibTorch(burn::backend::LibTorchDevice::Cuda(i)) = base {
+            let index = i8::try_from(i).unwrap_or(i8::MAX);
+            return match libtorch_cuda::CachingAllocator::of_loaded_libtorch() {
+                Ok(a) => MemoryProbe {
+                    source: Source::Cuda(a, index),
+                    measured_on: format!("cuda:{i} (PyTorch's CUDA caching allocator: allocated and reserved bytes)"),
+                },
+                Err(why) => MemoryProbe {
+                    source: Source::Resident,
+                    measured_on: format!("host resident set only: cuda:{i} device memory not measured ({why})"),
+                },
+            };
+        }
+        let _ = base;
+        MemoryProbe {
+            source: Source::Resident,
+            measured_on: "host resident set only (the backend allocates outside the Rust heap)".into(),
+        }
+    }
+
+    /// What the figures measure (for logs and debug.json).
+    pub fn measured_on(&self) -> &str {
+        &self.measured_on
+    }
+
+    /// Live figures now.
+    pub fn current(&self) -> MemoryFigures {
+        match &self.source {
+            Source::Heap => MemoryFigures { allocated: allocated_bytes(), reserved: resident_bytes() },
+            Source::Resident => MemoryFigures { allocated: None, reserved: resident_bytes() },
+            #[cfg(feature = "tch")]
+            Source::Cuda(a, i) => a
+                .stats(*i)
+                .map_or(MemoryFigures::default(), |(al, re)| MemoryFigures { allocated: Some(al.current), reserved: Some(re.current) }),
+        }
+    }
+
+    /// Peak figures since the start or the last [`MemoryProbe::reset_peak`].
+    pub fn peak(&self) -> MemoryFigures {
+        match &self.source {
+            Source::Heap => MemoryFigures { allocated: peak_allocated_bytes(), reserved: peak_resident_bytes() },
+            Source::Resident => MemoryFigures { allocated: None, reserved: peak_resident_bytes() },
+            #[cfg(feature = "tch")]
+            Source::Cuda(a, i) => {
+                a.stats(*i).map_or(MemoryFigures::default(), |(al, re)| MemoryFigures { allocated: Some(al.peak), reserved: Some(re.peak) })
+            }
+        }
+    }
+
+    /// Restart peak tracking (`torch.cuda.reset_peak_memory_stats` on CUDA).
+    pub fn reset_peak(&self) {
+        match &self.source {
+            Source::Heap | Source::Resident => reset_peak(),
+            #[cfg(feature = "tch")]
+            Source::Cuda(a, i) => a.reset_peak(*i),
+        }
+    }
+}
+
+#[cfg(test)]
+mod probe_tests {
+    use super::*;
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn flex_reports_heap_and_resident_set() {
+        let dev = burn::tensor::Device::flex();
+        let p = MemoryProbe::for_device(&dev);
+        assert!(p.measured_on().starts_with("host (CPU backend"), "{}", p.measured_on());
+        // the test binary does not install the counting allocator: allocated is unknown, the resident set is known
+        let peak = p.peak();
+        assert_eq!(peak.allocated, None);
+        assert!(peak.reserved.unwrap() > 0);
+    }
 }

@@ -89,9 +89,9 @@ pub fn calibrate(req: &CalibrationRequest) -> Result<Calibration, String> {
         .collect();
     let batch = Batch { image, image_shape: patch5, targets };
 
-    let base_alloc = memory::allocated_bytes();
-    let base_res = memory::resident_bytes();
-    memory::reset_peak();
+    let probe = memory::MemoryProbe::for_device(&req.device);
+    let base = probe.current();
+    probe.reset_peak();
     req.device.seed(req.seed);
     let dev = req.device.clone().autodiff();
     let mut net = arch.build(&req.spec, &dev).map_err(|e| e.to_string())?;
@@ -117,9 +117,12 @@ pub fn calibrate(req: &CalibrationRequest) -> Result<Calibration, String> {
         }
         step_seconds.push(t0.elapsed().as_secs_f64());
     }
-    let (heap_counts, measured_on) = memory::measurement_for(&req.device);
-    let peak_alloc = memory::peak_allocated_bytes().zip(base_alloc).map(|(p, b)| p.saturating_sub(b)).filter(|_| heap_counts);
-    let peak_res = memory::peak_resident_bytes().zip(base_res).map(|(p, b)| p.saturating_sub(b));
+    // what this configuration adds: peak over the run minus what was there before it (on CUDA nothing, as with
+    // torch.cuda.reset_peak_memory_stats before a measurement)
+    let peak = probe.peak();
+    let above = |p: Option<u64>, b: Option<u64>| p.map(|p| p.saturating_sub(b.unwrap_or(0)));
+    let peak_alloc = above(peak.allocated, base.allocated);
+    let peak_res = above(peak.reserved, base.reserved);
     Ok(Calibration {
         network_class: req.network_class.clone(),
         patch_size: req.patch.clone(),
@@ -130,7 +133,7 @@ pub fn calibrate(req: &CalibrationRequest) -> Result<Calibration, String> {
         peak_reserved_bytes: peak_res,
         allocated_bytes_per_proxy_unit: peak_alloc.map(|b| b as f64 / (proxy * req.batch_size as f64)),
         step_seconds,
-        measured_on: measured_on.into(),
+        measured_on: probe.measured_on().into(),
         precision: precision.describe().into(),
     })
 }

@@ -438,7 +438,10 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into());
     let tb_name = event_file_name(now_wall_time() as u64, &host);
     let mut tb = EventWriter::create(&fold_dir, &tb_name, now_wall_time()).map_err(|e| io(&fold_dir, e))?;
-    write_debug_json(req, &st, &fold_dir, net.num_params())?;
+    // peaks since here: the whole run on this (the first) device
+    let memory = nnunet_core::memory::MemoryProbe::for_device(&req.device);
+    memory.reset_peak();
+    write_debug_json(req, &st, &fold_dir, net.num_params(), &memory)?;
 
     let meta_for = |epoch: usize, log: &TrainingLog, best: Option<f64>| CheckpointMeta {
         current_epoch: epoch,
@@ -500,8 +503,8 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         let mib = |b: Option<u64>| b.map_or("n/a".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
         let _ = text.log(&format!(
             "Peak memory: allocated {}, reserved {}",
-            mib(nnunet_core::memory::peak_allocated_bytes_on(&req.device)),
-            mib(nnunet_core::memory::peak_resident_bytes())
+            mib(memory.peak().allocated),
+            mib(memory.peak().reserved)
         ));
         let _ = tb.add_scalars_at(
             &[
@@ -547,7 +550,7 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
             .map_err(|e| input(e.to_string()))?;
         let _ = std::fs::remove_dir_all(fold_dir.join("checkpoint_latest"));
     }
-    write_debug_json(req, &st, &fold_dir, net.num_params())?;
+    write_debug_json(req, &st, &fold_dir, net.num_params(), &memory)?;
     let _ = text.log("Training done.");
     if !req.disable_checkpointing {
         drop(net);
@@ -688,7 +691,14 @@ pub fn validate_only(req: &TrainRequest, best: bool, events: &mut dyn FnMut(Trai
     final_validation(req, &st, &fold_dir, &val_ids, chk, events)
 }
 
-fn write_debug_json(req: &TrainRequest, st: &Setup, fold_dir: &Path, params: usize) -> Result<(), TrainError> {
+fn write_debug_json(
+    req: &TrainRequest,
+    st: &Setup,
+    fold_dir: &Path,
+    params: usize,
+    memory: &nnunet_core::memory::MemoryProbe,
+) -> Result<(), TrainError> {
+    let peak = memory.peak();
     let v = json!({
         "trainer_name": req.trainer_name,
         "trainer_config": req.trainer,
@@ -710,11 +720,11 @@ fn write_debug_json(req: &TrainRequest, st: &Setup, fold_dir: &Path, params: usi
         "nnunet_version": env!("CARGO_PKG_VERSION"),
         "burn_version": "0.22.1",
         "data_augmentation_workers": req.workers,
-        // peak live heap bytes ("allocated", where the backend's tensors are heap allocations: memory::measurement_for)
-        // and peak resident set ("reserved"); device-memory statistics of a GPU backend are not measured yet
-        "peak_memory_allocated_bytes": nnunet_core::memory::peak_allocated_bytes_on(&req.device),
-        "peak_memory_reserved_bytes": nnunet_core::memory::peak_resident_bytes(),
-        "memory_measured_on": nnunet_core::memory::measurement_for(&req.device).1,
+        // peak allocated / reserved bytes of the run so far: the CUDA caching allocator's on a LibTorch GPU, the Rust
+        // heap's and the resident set on the CPU (memory::MemoryProbe)
+        "peak_memory_allocated_bytes": peak.allocated,
+        "peak_memory_reserved_bytes": peak.reserved,
+        "memory_measured_on": memory.measured_on(),
     });
     nnunet_schema::json::write_json_atomic(&fold_dir.join("debug.json"), &v).map_err(|e| io(fold_dir, e))
 }
