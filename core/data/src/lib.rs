@@ -52,7 +52,7 @@
 //! * [`resample`]: `resample_data_or_seg_to_shape`, skimage `resize`, `resize_segmentation` (also what inference
 //!   needs to resample logits/segmentations back). [`class_locations`]: the oversampling locations.
 //! * [`storage`]: the on-disk format (ADR 0005: `.npy` + JSON properties), `read_case`, `list_cases`,
-//!   `data_header` for memory-mapped patch reads; [`export_preprocessed`] writes nnU-Net-style
+//!   `open_case` + `npy::NpyFile::read_box` for patch reads without loading a case; [`export_preprocessed`] writes nnU-Net-style
 //!   `<case>_data.npy` / `_seg.npy` / `_properties.json`.
 //!
 //! * Building blocks used by preprocessing: [`crop::crop_to_nonzero`], [`rng::Mt19937`] (numpy's

@@ -186,14 +186,89 @@ pub fn read<T: FromNpy>(path: &Path) -> Result<(Vec<T>, Vec<usize>)> {
     if body.len() < n * h.dtype.size() {
         return Err(DataError::format(path, "truncated .npy data"));
     }
-    let mut out = Vec::with_capacity(n);
-    match h.dtype {
-        NpyDtype::F32 => out.extend(body.chunks_exact(4).take(n).map(|b| T::from_f64(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64))),
-        NpyDtype::I16 => out.extend(body.chunks_exact(2).take(n).map(|b| T::from_f64(i16::from_le_bytes([b[0], b[1]]) as f64))),
-        NpyDtype::I8 => out.extend(body.iter().take(n).map(|&b| T::from_f64(b as i8 as f64))),
-        NpyDtype::I64 => out.extend(body.chunks_exact(8).take(n).map(|b| T::from_f64(i64::from_le_bytes(b.try_into().unwrap()) as f64))),
-    }
+    let mut out = vec![T::from_f64(0.0); n];
+    convert_into(h.dtype, &body[..n * h.dtype.size()], &mut out);
     Ok((out, h.shape))
+}
+
+/// A `.npy` file read box by box: its header is parsed once, each [`NpyFile::read_box`] opens the file, reads the
+/// rows it needs with positioned reads and closes it again. Training reads its patches this way instead of holding
+/// every case in memory (nnU-Net reads its blosc2 files lazily the same way); the operating system's page cache keeps
+/// what is read often in memory, and no file descriptor stays open per case.
+#[derive(Debug, Clone)]
+pub struct NpyFile {
+    path: std::path::PathBuf,
+    header: NpyHeader,
+}
+
+impl NpyFile {
+    /// Parse the header of `path` (C order, a supported dtype).
+    pub fn open(path: &Path) -> Result<NpyFile> {
+        Ok(NpyFile { path: path.to_path_buf(), header: read_header(path)? })
+    }
+
+    pub fn header(&self) -> &NpyHeader {
+        &self.header
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The box `[start, start + size)` of the last three axes for every index of the leading axes (channels), in C
+    /// order and converted to `T`; what lies outside the array is `pad` (acvl_utils `crop_and_pad_nd`). Errors: the
+    /// array has fewer than three axes, or the file cannot be read (truncated, gone).
+    pub fn read_box<T: FromNpy>(&self, start: [i64; 3], size: [usize; 3], pad: T) -> Result<Vec<T>> {
+        use std::os::unix::fs::FileExt;
+        let shape = &self.header.shape;
+        if shape.len() < 3 {
+            return Err(DataError::format(&self.path, format!("array of shape {shape:?} has no (z, y, x) axes")));
+        }
+        let spatial = [shape[shape.len() - 3], shape[shape.len() - 2], shape[shape.len() - 1]];
+        let leading: usize = shape[..shape.len() - 3].iter().product();
+        let mut out = vec![pad; leading * size.iter().product::<usize>()];
+        // overlap per axis, in output coordinates
+        let (mut lo, mut hi) = ([0usize; 3], [0usize; 3]);
+        for d in 0..3 {
+            let a = (-start[d]).max(0);
+            let b = (spatial[d] as i64 - start[d]).min(size[d] as i64);
+            if b <= a {
+                return Ok(out);
+            }
+            (lo[d], hi[d]) = (a as usize, b as usize);
+        }
+        let esize = self.header.dtype.size();
+        let [sz, sy, sx] = spatial;
+        let [oz, oy, ox] = size;
+        let (iy0, ny, ix0, nx) = ((lo[1] as i64 + start[1]) as usize, hi[1] - lo[1], (lo[2] as i64 + start[2]) as usize, hi[2] - lo[2]);
+        let file = std::fs::File::open(&self.path).map_err(|e| DataError::io(&self.path, e))?;
+        // one read per (channel, z): the rows iy0..iy0+ny at full width (contiguous in the file), then the x range
+        let mut slab = vec![0u8; ny * sx * esize];
+        for c in 0..leading {
+            for z in lo[0]..hi[0] {
+                let iz = (z as i64 + start[0]) as usize;
+                let first = ((c * sz + iz) * sy + iy0) * sx;
+                file.read_exact_at(&mut slab, (self.header.data_offset + first * esize) as u64)
+                    .map_err(|e| DataError::io(&self.path, e))?;
+                for y in 0..ny {
+                    let o = ((c * oz + z) * oy + lo[1] + y) * ox + lo[2];
+                    let row = &slab[(y * sx + ix0) * esize..(y * sx + ix0 + nx) * esize];
+                    convert_into(self.header.dtype, row, &mut out[o..o + nx]);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Little-endian elements of `dtype` in `bytes` converted into `out` (same count).
+fn convert_into<T: FromNpy>(dtype: NpyDtype, bytes: &[u8], out: &mut [T]) {
+    match dtype {
+        NpyDtype::F32 => out.iter_mut().zip(bytes.chunks_exact(4)).for_each(|(o, b)| *o = T::from_f64(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)),
+        NpyDtype::I16 => out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, b)| *o = T::from_f64(i16::from_le_bytes([b[0], b[1]]) as f64)),
+        NpyDtype::I8 => out.iter_mut().zip(bytes).for_each(|(o, &b)| *o = T::from_f64(b as i8 as f64)),
+        NpyDtype::I64 => out.iter_mut().zip(bytes.chunks_exact(8)).for_each(|(o, b)| *o = T::from_f64(i64::from_le_bytes(b.try_into().unwrap_or_default()) as f64)),
+    }
 }
 
 /// Element types [`read`] converts to.
@@ -229,6 +304,46 @@ mod tests {
         assert!(s.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 35, 51, 35), }"));
         assert!(s.ends_with(" \n"));
         assert_eq!(header_bytes(NpyDtype::I16, &[7]).len() % 64, 0);
+    }
+
+    #[test]
+    fn read_box_equals_a_crop_of_the_whole_array_with_padding() {
+        let dir = std::env::temp_dir().join(format!("npy_box_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("b.npy");
+        let shape = [2usize, 5, 6, 7];
+        let data: Vec<f32> = (0..shape.iter().product::<usize>()).map(|i| i as f32 * 0.5 - 3.0).collect();
+        std::fs::write(&p, to_bytes_f32(&data, &shape)).unwrap();
+        let f = NpyFile::open(&p).unwrap();
+        let at = |c: usize, z: i64, y: i64, x: i64| -> f32 {
+            let inside = (0..5).contains(&z) && (0..6).contains(&y) && (0..7).contains(&x);
+            if inside { data[((c * 5 + z as usize) * 6 + y as usize) * 7 + x as usize] } else { -9.0 }
+        };
+        // inside, overlapping every border, the whole array, wider than it on every axis, and fully outside
+        for (start, size) in [([1, 2, 3], [2, 3, 2]), ([-2, 4, -1], [4, 5, 3]), ([0, 0, 0], [5, 6, 7]), ([-1, -3, -2], [8, 9, 12]), ([6, 0, 0], [2, 2, 2])] {
+            let got = f.read_box(start, size, -9.0f32).unwrap();
+            assert_eq!(got.len(), 2 * size.iter().product::<usize>());
+            let mut i = 0;
+            for c in 0..2 {
+                for z in 0..size[0] as i64 {
+                    for y in 0..size[1] as i64 {
+                        for x in 0..size[2] as i64 {
+                            assert_eq!(got[i], at(c, start[0] + z, start[1] + y, start[2] + x), "{start:?} {size:?} at {c} {z} {y} {x}");
+                            i += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // int16 converted to i16, a truncated file is an error naming it
+        let q = dir.join("s.npy");
+        std::fs::write(&q, to_bytes_i16(&[1, -1, 300, 4, 5, 6], &[1, 1, 2, 3])).unwrap();
+        assert_eq!(NpyFile::open(&q).unwrap().read_box([0, 1, 1], [1, 1, 2], 0i16).unwrap(), vec![5, 6]);
+        let bytes = std::fs::read(&q).unwrap();
+        std::fs::write(&q, &bytes[..bytes.len() - 4]).unwrap();
+        let err = NpyFile::open(&q).unwrap().read_box([0, 0, 0], [1, 2, 3], 0i16).unwrap_err().to_string();
+        assert!(err.contains("s.npy"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -104,16 +104,56 @@ pub fn list_cases(dir: &Path) -> Result<Vec<String>> {
     Ok(ids)
 }
 
+/// `(channels, [z, y, x])` of a case whose data (`c, z, y, x`) and segmentation (`1, z, y, x`) shapes agree.
+fn case_shape(data: &Path, dshape: &[usize], sshape: &[usize]) -> Result<(usize, [usize; 3])> {
+    if dshape.len() != 4 || sshape.len() != 4 || dshape[1..] != sshape[1..] || sshape[0] != 1 {
+        return Err(DataError::format(data, format!("data shape {dshape:?} and seg shape {sshape:?} do not match")));
+    }
+    Ok((dshape[0], [dshape[1], dshape[2], dshape[3]]))
+}
+
 /// Read one case back completely.
 pub fn read_case(dir: &Path, case: &str) -> Result<PreprocessedCase> {
     let (d, s, p) = case_paths(dir, case);
     let (data, dshape) = npy::read::<f32>(&d)?;
     let (seg, sshape) = npy::read::<i16>(&s)?;
-    if dshape.len() != 4 || sshape.len() != 4 || dshape[1..] != sshape[1..] || sshape[0] != 1 {
-        return Err(DataError::format(&d, format!("data shape {dshape:?} and seg shape {sshape:?} do not match")));
+    let (channels, shape) = case_shape(&d, &dshape, &sshape)?;
+    let properties: CaseProperties = nnunet_schema::json::read_json(&p)?;
+    Ok(PreprocessedCase { data, channels, shape, seg, properties })
+}
+
+/// A case whose arrays stay on disk: its properties and the two `.npy` files, read box by box
+/// ([`npy::NpyFile::read_box`]).
+#[derive(Debug, Clone)]
+pub struct StoredCase {
+    pub data: npy::NpyFile,
+    pub seg: npy::NpyFile,
+    pub channels: usize,
+    pub shape: [usize; 3],
+    pub properties: CaseProperties,
+}
+
+/// Open one case for box reads: headers and properties are read and checked (float32 data, int16 segmentation, equal
+/// spatial shapes), the arrays are not.
+pub fn open_case(dir: &Path, case: &str) -> Result<StoredCase> {
+    let (d, s, p) = case_paths(dir, case);
+    let (data, seg) = (npy::NpyFile::open(&d)?, npy::NpyFile::open(&s)?);
+    if data.header().dtype != NpyDtype::F32 {
+        return Err(DataError::format(&d, format!("data is {}, not float32", data.header().dtype.descr())));
+    }
+    if seg.header().dtype != NpyDtype::I16 {
+        return Err(DataError::format(&s, format!("segmentation is {}, not int16", seg.header().dtype.descr())));
+    }
+    let (channels, shape) = case_shape(&d, &data.header().shape, &seg.header().shape)?;
+    for f in [&data, &seg] {
+        let need = (f.header().data_offset + f.header().len() * f.header().dtype.size()) as u64;
+        let have = std::fs::metadata(f.path()).map_err(|e| DataError::io(f.path(), e))?.len();
+        if have < need {
+            return Err(DataError::format(f.path(), format!("truncated .npy data ({have} bytes, the header needs {need})")));
+        }
     }
     let properties: CaseProperties = nnunet_schema::json::read_json(&p)?;
-    Ok(PreprocessedCase { data, channels: dshape[0], shape: [dshape[1], dshape[2], dshape[3]], seg, properties })
+    Ok(StoredCase { data, seg, channels, shape, properties })
 }
 
 /// Header of a case's data file (dtype, shape, byte offset) for memory mapping / patch reads.

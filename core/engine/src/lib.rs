@@ -12,6 +12,7 @@ pub mod ensemble;
 pub mod model_selection;
 pub mod presets;
 pub mod run;
+pub mod cases;
 pub mod calibrate;
 pub mod cascade;
 pub mod pretrained;

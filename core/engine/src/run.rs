@@ -2,6 +2,7 @@
 //! validation iterations with the poly LR, pseudo Dice + EMA, checkpoints (latest / best / final), training log,
 //! progress.png, TensorBoard scalars, debug.json. The CLI builds a [`TrainRequest`] and prints [`TrainEvent`]s.
 
+use crate::cases::DiskSource;
 use crate::checkpoint::{self, CheckpointMeta, RngState, TrainingLog};
 use crate::loss::{DcAndBce, DcAndCe};
 use crate::optim::poly_lr;
@@ -9,12 +10,11 @@ use crate::parallel::{Shard, replica_seed, shards, train_step_parallel, validati
 use crate::train::{Batch, DiceCounts, StepContext};
 use burn::tensor::Device;
 use nnunet_augment::{
-    BatchProducer, ClassKey as AugKey, DataLoader, InMemorySource, Oversampling, PipelineConfig, configure_da, training_pipeline,
+    BatchProducer, CaseSource, ClassKey as AugKey, DataLoader, Oversampling, PipelineConfig, configure_da, training_pipeline,
     validation_pipeline,
 };
 use nnunet_core::architecture::NetworkSpec;
 use nnunet_core::{Loss, LossSettings, Network, TrainerConfig};
-use nnunet_data::class_locations::ClassKey as DataKey;
 use nnunet_data::splits::{self, Fold};
 use nnunet_logging::progress::{ProgressCurves, write_progress_png};
 use nnunet_logging::tensorboard::{EventWriter, event_file_name, now_wall_time};
@@ -177,52 +177,6 @@ fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
     })
 }
 
-fn convert_key(k: &DataKey) -> AugKey {
-    match k {
-        DataKey::Label(l) => AugKey::Label(*l as i32),
-        DataKey::Region(r) => AugKey::Region(r.iter().map(|&x| x as i32).collect()),
-    }
-}
-
-/// Load the fold's cases into an in-memory source (the whole fold is held in RAM: fine for the datasets this
-/// CPU build trains; a memory-mapped source is the GPU issue's business). A cascade stage (`prev_stage`) carries the
-/// previous stage's segmentation as a second segmentation channel (cropped and augmented with the target, then moved
-/// to the image as one-hot by the pipeline).
-fn load_cases(dir: &Path, ids: &[String], prev_stage: Option<&Path>) -> Result<InMemorySource, TrainError> {
-    let mut src = InMemorySource::default();
-    for id in ids {
-        let c = nnunet_data::storage::read_case(dir, id).map_err(|e| input(e.to_string()))?;
-        let locs: nnunet_augment::ClassLocations = c
-            .properties
-            .class_locations
-            .as_ref()
-            .map(|l| l.0.iter().map(|(k, v)| (convert_key(k), v.clone())).collect())
-            .unwrap_or_default();
-        let seg = match prev_stage {
-            None => nnunet_augment::Tensor::new(c.seg, 1, c.shape),
-            Some(folder) => {
-                let mut seg = c.seg;
-                seg.extend(read_prev_stage(folder, id, c.shape)?);
-                nnunet_augment::Tensor::new(seg, 2, c.shape)
-            }
-        };
-        src.push(nnunet_augment::Tensor::new(c.data, c.channels, c.shape), seg, locs);
-    }
-    Ok(src)
-}
-
-/// The previous stage's segmentation of `id`, which must have the preprocessed case's shape.
-fn read_prev_stage(folder: &Path, id: &str, shape: [usize; 3]) -> Result<Vec<i16>, TrainError> {
-    let (seg, s) = crate::cascade::read_previous_stage_segmentation(folder, id).map_err(|e| input(e.to_string()))?;
-    if s != shape {
-        return Err(input(format!(
-            "{}: previous-stage segmentation of {id} has shape {s:?}, the preprocessed case {shape:?}",
-            folder.display()
-        )));
-    }
-    Ok(seg)
-}
-
 fn to_engine_batch(b: nnunet_augment::Batch) -> Batch {
     let five = |s: &[usize]| -> [usize; 5] { if s.len() == 4 { [s[0], s[1], 1, s[2], s[3]] } else { [s[0], s[1], s[2], s[3], s[4]] } };
     Batch { image_shape: five(&b.image_shape), image: b.image, targets: b.targets.into_iter().map(|(t, s)| (t, five(&s))).collect() }
@@ -303,10 +257,10 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     let train_patch = if req.trainer.data_augmentation { da.initial_patch_size.clone() } else { st.patch.clone() };
     let train_pipe = || if req.trainer.data_augmentation { training_pipeline(&pcfg) } else { validation_pipeline(&pcfg) };
     let ignore = ignore_key(lm.ignore_label, &lm.all_labels);
-    let src_train = Arc::new(load_cases(&st.data_dir, &train_ids, st.prev_stage_dir.as_deref())?);
-    let src_val = Arc::new(load_cases(&st.data_dir, &val_ids, st.prev_stage_dir.as_deref())?);
-    let mk = |src: &Arc<InMemorySource>, patch: &[usize], pipe: nnunet_augment::Pipeline, shard: &Shard| {
-        let n = src.cases.len();
+    let src_train = Arc::new(DiskSource::open(&st.data_dir, &train_ids, st.prev_stage_dir.as_deref()).map_err(input)?);
+    let src_val = Arc::new(DiskSource::open(&st.data_dir, &val_ids, st.prev_stage_dir.as_deref()).map_err(input)?);
+    let mk = |src: &Arc<DiskSource>, patch: &[usize], pipe: nnunet_augment::Pipeline, shard: &Shard| {
+        let n = src.num_cases();
         let oversampling = Oversampling::LastPercent(shard.oversample_foreground_percent);
         DataLoader::new(src.clone(), (0..n).collect(), shard.batch_size, patch, &st.patch, oversampling, ignore.clone(), pipe)
             .map(Arc::new)
@@ -601,7 +555,7 @@ pub fn final_validation(
     for (i, id) in val_ids.iter().enumerate() {
         let mut c = nnunet_data::storage::read_case(&st.data_dir, id).map_err(|e| input(e.to_string()))?;
         if let Some(folder) = &st.prev_stage_dir {
-            let prev = read_prev_stage(folder, id, c.shape)?;
+            let prev = crate::cases::read_prev_stage(folder, id, c.shape).map_err(input)?;
             crate::cascade::append_one_hot(&mut c.data, &mut c.channels, &prev, &foreground);
         }
         let [z, y, x] = c.shape;

@@ -69,7 +69,7 @@ mod tests {
         assert_eq!(v[1], None);
         // runtime address − link address is the load bias of this (position-independent) executable; the bias is
         // page aligned, so the two addresses agree in their low 12 bits
-        let runtime = nnunet_elf_test_marker as usize;
+        let runtime = nnunet_elf_test_marker as *const () as usize;
         assert_eq!(runtime & 0xfff, value & 0xfff);
         assert_eq!(nnunet_elf_test_marker(), 42);
     }
