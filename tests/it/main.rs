@@ -5,6 +5,7 @@ mod cascade;
 mod cli;
 mod cluster;
 mod conformance;
+mod datasets;
 mod evaluate;
 mod model_selection;
 mod pipeline;

@@ -9,6 +9,33 @@ use serde_json::{Map, Value};
 #[serde(transparent)]
 pub struct Plans(pub Map<String, Value>);
 
+/// `nnUNetv2_move_plans_between_datasets` (nnU-Net's `move_plans_between_datasets`): the source dataset's plans made
+/// into plans for `target_dataset` named `target_plans`. `dataset_name` becomes the target's, `plans_name` becomes
+/// `target_plans`, `image_reader_writer` the reader of the target's images, and — when the plans get another name —
+/// every configuration's `data_identifier` is renamed (`<source_plans>_x` → `<target_plans>_x`, anything else is
+/// prefixed with `<target_plans>_`) so the two datasets' preprocessed folders do not collide. Everything else (the
+/// network topology, patch sizes, spacings, normalisation) is kept: that is the point, for pretraining.
+pub fn moved_plans(source: &Plans, source_plans: &str, target_plans: &str, target_dataset: &str, reader_writer: &str) -> Plans {
+    let mut p = source.0.clone();
+    p.insert("dataset_name".into(), Value::String(target_dataset.into()));
+    if target_plans != source_plans {
+        if let Some(Value::Object(configs)) = p.get_mut("configurations") {
+            for c in configs.values_mut() {
+                if let Some(Value::String(old)) = c.get("data_identifier") {
+                    let new = match old.strip_prefix(source_plans) {
+                        Some(rest) => format!("{target_plans}{rest}"),
+                        None => format!("{target_plans}_{old}"),
+                    };
+                    c["data_identifier"] = Value::String(new);
+                }
+            }
+        }
+    }
+    p.insert("image_reader_writer".into(), Value::String(reader_writer.into()));
+    p.insert("plans_name".into(), Value::String(target_plans.into()));
+    Plans(p)
+}
+
 /// Why a configuration could not be resolved (`PlansManager.get_configuration`, spec §6.4).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigurationError {
@@ -110,6 +137,30 @@ pub fn resolve_configuration(plans: &Plans, name: &str) -> Result<Map<String, Va
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn moved_plans_rename_identifiers_like_nnunet() {
+        let src: Plans = serde_json::from_str(
+            r#"{"dataset_name": "Dataset002_Heart", "plans_name": "nnUNetPlans", "image_reader_writer": "NibabelIOWithReorient",
+                "configurations": {"2d": {"data_identifier": "nnUNetPlans_2d", "patch_size": [1, 2]},
+                                   "odd": {"data_identifier": "custom_3d"}, "3d_bs4": {"inherits_from": "2d", "batch_size": 4}}}"#,
+        )
+        .unwrap();
+        let m = moved_plans(&src, "nnUNetPlans", "nnUNetPlansFrom2", "Dataset004_Hippocampus", "SimpleITKIO");
+        let v = serde_json::to_value(&m.0).unwrap();
+        assert_eq!(v["dataset_name"], "Dataset004_Hippocampus");
+        assert_eq!(v["plans_name"], "nnUNetPlansFrom2");
+        assert_eq!(v["image_reader_writer"], "SimpleITKIO");
+        assert_eq!(v["configurations"]["2d"]["data_identifier"], "nnUNetPlansFrom2_2d");
+        assert_eq!(v["configurations"]["odd"]["data_identifier"], "nnUNetPlansFrom2_custom_3d");
+        assert_eq!(v["configurations"]["3d_bs4"], serde_json::json!({"inherits_from": "2d", "batch_size": 4}));
+        assert_eq!(v["configurations"]["2d"]["patch_size"], serde_json::json!([1, 2]));
+        // same name: identifiers untouched, the rest still updated
+        let same = moved_plans(&src, "nnUNetPlans", "nnUNetPlans", "Dataset004_Hippocampus", "SimpleITKIO");
+        assert_eq!(same.0["configurations"]["2d"]["data_identifier"], "nnUNetPlans_2d");
+        assert_eq!(same.0["dataset_name"], "Dataset004_Hippocampus");
+    }
+
     use super::*;
 
     fn plans(s: &str) -> Plans {

@@ -53,6 +53,11 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
         "implemented on the CPU (sliding window, mirror TTA, fold ensembling, export with the input's geometry, --save_probabilities .npz/.pkl, cascade); -device cuda in LibTorch builds (feature tch, fp16 autocast as nnU-Net), not yet measured on a GPU",
     ),
     ("predict-from-modelfolder", predict::predict_from_modelfolder, "implemented on the CPU (as predict, with -m MODEL_FOLDER)"),
+    (
+        "move-plans-between-datasets",
+        plan::move_plans_between_datasets,
+        "implemented (plans as nnU-Net 2.8.1 writes them: dataset name, plans name, data identifiers, reader/writer)",
+    ),
     ("preprocess", plan::preprocess, "implemented (arrays equal to nnU-Net 2.8.1's; storage format: ADR 0005)"),
     ("ensemble", ensemble::ensemble, "implemented (averages the .npz probabilities; reads nnU-Net's and our .npz/.pkl)"),
     (

@@ -328,3 +328,40 @@ pub fn preprocess(p: &Parsed) -> Result<()> {
     }
     Ok(())
 }
+
+/// `nnUNetv2_move_plans_between_datasets -s SOURCE -t TARGET -sp SOURCE_PLANS [-tp TARGET_PLANS]`: the source
+/// dataset's plans, made into plans of the target dataset (`nnunet_schema::plans::moved_plans`), written to
+/// `nnUNet_preprocessed/<target>/<target plans>.json` — the pretraining recipe's "same network for both datasets".
+pub fn move_plans_between_datasets(p: &Parsed) -> Result<()> {
+    let source = paths::resolve_dataset_name(&p.string("s").ok_or_else(|| user("-s is required"))?)?;
+    let target = paths::resolve_dataset_name(&p.string("t").ok_or_else(|| user("-t is required"))?)?;
+    let source_plans = p.string("sp").ok_or_else(|| user("-sp is required"))?;
+    let target_plans = p.string("tp").unwrap_or_else(|| source_plans.clone());
+    let pre = paths::env_dir(PREPROCESSED)?;
+    let source_dir = pre.join(&source);
+    if !source_dir.is_dir() {
+        return Err(user(format!(
+            "{}: cannot move plans because the preprocessed folder of the source dataset is missing. Run \
+             nnUNetv2_plan_and_preprocess for the source dataset first",
+            source_dir.display()
+        )));
+    }
+    let source_file = source_dir.join(format!("{source_plans}.json"));
+    if !source_file.is_file() {
+        return Err(user(format!(
+            "{}: source plans are missing. Run the corresponding experiment planning first",
+            source_file.display()
+        )));
+    }
+    let plans: Plans = read_json(&source_file).map_err(|e| user(e.to_string()))?;
+    let raw = paths::existing(&paths::env_dir(RAW)?, &target, "raw dataset folder of the target dataset")?;
+    let json_path = raw.join("dataset.json");
+    let json: DatasetJson = read_json(&json_path).map_err(|e| user(e.to_string()))?;
+    let moved = nnunet_schema::plans::moved_plans(&plans, &source_plans, &target_plans, &target, &reader_for_plans(&raw, &json));
+    let out_dir = pre.join(&target);
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let out = out_dir.join(format!("{target_plans}.json"));
+    write_json_atomic(&out, &moved).map_err(|e| user(e.to_string()))?;
+    println!("Plans {source_plans} of {source} written as {} for {target}", out.display());
+    Ok(())
+}
