@@ -42,3 +42,105 @@ fn move_plans_between_datasets_names_what_is_missing() {
     assert!(r.stderr.contains("Dataset007"), "{}", r.stderr);
     assert!(!dirs.preprocessed.join("Dataset004_Hippocampus").exists());
 }
+
+/// Two NIfTI files hold the same image: sizes, datatype and voxels equal, geometry equal up to SimpleITK's float32
+/// storage of the sform (nnU-Net's converter writes through SimpleITK).
+fn assert_same_image(ours: &Path, theirs: &Path) {
+    let (a, b) = (nnunet_data::nifti::read_nifti(ours).unwrap(), nnunet_data::nifti::read_nifti(theirs).unwrap());
+    assert_eq!(a.dims, b.dims, "{}", ours.display());
+    assert_eq!(a.header.datatype, b.header.datatype, "{}", ours.display());
+    assert_eq!(a.data, b.data, "{}", ours.display());
+    let (ga, gb) = (a.itk_geometry(ours).unwrap(), b.itk_geometry(theirs).unwrap());
+    for (x, y) in ga.spacing.iter().chain(&ga.origin).chain(&ga.direction).zip(gb.spacing.iter().chain(&gb.origin).chain(&gb.direction)) {
+        assert!((x - y).abs() < 1e-5, "{}: {ga:?} vs {gb:?}", ours.display());
+    }
+}
+
+fn files_below(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The converted dataset equals nnU-Net's: same files, dataset.json and labels byte for byte, images as above.
+fn assert_same_dataset(ours: &Path, theirs: &Path) {
+    assert_eq!(files_below(ours), files_below(theirs), "{}", ours.display());
+    for f in files_below(theirs) {
+        let (a, b) = (ours.join(&f), theirs.join(&f));
+        if f.starts_with("imagesT") {
+            assert_same_image(&a, &b);
+        } else {
+            assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "{f} differs from nnU-Net's");
+        }
+    }
+}
+
+#[test]
+fn msd_and_v1_tasks_convert_like_nnunet() {
+    let work = aliases_dir();
+    let dirs = NnunetDirs::new(&work.path().join("w"));
+    std::fs::create_dir_all(&dirs.raw).unwrap();
+    let fx = fixtures().join("dataset_conversion");
+    let alias = |name: &str| work.path().join(name);
+    // 4-D two-channel task (rotated geometry, float32 and int16 images, a qform-0/sform-2 case, macOS ._ files)
+    let task09 = format!("{}/", fx.join("src/Task09_Tiny").display());
+    let r = run(&alias("nnUNetv2_convert_MSD_dataset"), &["-i", &task09, "-np", "2"], &dirs.env());
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_same_dataset(&dirs.raw.join("Dataset009_Tiny"), &fx.join("expected/Dataset009_Tiny"));
+    // 3-D single-channel task (files copied), a label name used twice
+    let r = run(&nnunet_bin(), &["convert-msd-dataset", "-i", fx.join("src/Task10_Mono").to_str().unwrap()], &dirs.env());
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_same_dataset(&dirs.raw.join("Dataset010_Mono"), &fx.join("expected/Dataset010_Mono"));
+    // nnU-Net v1 task
+    let r = run(&alias("nnUNetv2_convert_old_nnUNet_dataset"), &[fx.join("src/Task011_OldTiny").to_str().unwrap(), "Dataset011_OldTiny"], &dirs.env());
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_same_dataset(&dirs.raw.join("Dataset011_OldTiny"), &fx.join("expected/Dataset011_OldTiny"));
+
+    // again: the id is taken (MSD) / the folder exists (v1); nothing else is written
+    let r = run(&alias("nnUNetv2_convert_MSD_dataset"), &["-i", &task09], &dirs.env());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("Target dataset id 9 is already taken") && r.stderr.contains("Dataset009_Tiny"), "{}", r.stderr);
+    let r = run(&alias("nnUNetv2_convert_old_nnUNet_dataset"), &[fx.join("src/Task011_OldTiny").to_str().unwrap(), "Dataset011_OldTiny"], &dirs.env());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+    // -overwrite_id: same dataset under another id
+    let r = run(&alias("nnUNetv2_convert_MSD_dataset"), &["-i", &task09, "-overwrite_id", "109"], &dirs.env());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_same_dataset(&dirs.raw.join("Dataset109_Tiny"), &fx.join("expected/Dataset009_Tiny"));
+    let mut names: Vec<String> = std::fs::read_dir(&dirs.raw).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["Dataset009_Tiny", "Dataset010_Mono", "Dataset011_OldTiny", "Dataset109_Tiny"]);
+}
+
+#[test]
+fn msd_conversion_lists_every_missing_part_and_leaves_nothing() {
+    let work = aliases_dir();
+    let dirs = NnunetDirs::new(&work.path().join("w"));
+    std::fs::create_dir_all(&dirs.raw).unwrap();
+    let task = work.path().join("Task12_Empty");
+    std::fs::create_dir_all(task.join("imagesTr")).unwrap();
+    let r = run(&nnunet_bin(), &["convert-msd-dataset", "-i", task.to_str().unwrap()], &dirs.env());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for part in ["labelsTr subfolder missing", "imagesTs subfolder missing", "dataset.json missing"] {
+        assert!(r.stderr.contains(part), "{part}: {}", r.stderr);
+    }
+    // a broken image: the conversion fails naming it and no dataset folder (or temporary one) remains
+    let fx = fixtures().join("dataset_conversion/src/Task10_Mono");
+    let task = work.path().join("Task13_Broken");
+    copy_dir(&fx, &task);
+    std::fs::write(task.join("imagesTr/mono_001.nii.gz"), b"not a nifti").unwrap();
+    let r = run(&nnunet_bin(), &["convert-msd-dataset", "-i", task.to_str().unwrap()], &dirs.env());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("mono_001.nii.gz"), "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(&dirs.raw).unwrap().count(), 0);
+}

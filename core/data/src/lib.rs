@@ -58,6 +58,7 @@
 //! * Building blocks used by preprocessing: [`crop::crop_to_nonzero`], [`rng::Mt19937`] (numpy's
 //!   legacy `RandomState`), [`stats`] (numpy-exact float32 reductions).
 
+pub mod convert;
 pub mod class_locations;
 pub mod components;
 pub mod crop;

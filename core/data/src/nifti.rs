@@ -238,8 +238,9 @@ pub fn read_nifti(path: &Path) -> Result<NiftiImage> {
     decode_nifti(&bytes, path)
 }
 
-/// Decode NIfTI-1 bytes (already decompressed). `path` is only used in error messages.
-pub fn decode_nifti(bytes: &[u8], path: &Path) -> Result<NiftiImage> {
+/// The header, sizes (`dim[1..]`, dims 5+ must be singletons and are dropped), datatype and the stored voxel bytes
+/// (file order, the file's byte order, unscaled) of decompressed NIfTI-1 `bytes`.
+pub fn raw_voxels<'a>(bytes: &'a [u8], path: &Path) -> Result<(NiftiHeader, Vec<usize>, NiftiDatatype, &'a [u8])> {
     let h = parse_header(bytes, path)?;
     let ndim = h.dim[0];
     if !(1..=7).contains(&ndim) {
@@ -288,7 +289,12 @@ pub fn decode_nifti(bytes: &[u8], path: &Path) -> Result<NiftiImage> {
             ),
         ));
     };
-    let raw = &bytes[offset..need];
+    Ok((h, dims, dt, &bytes[offset..need]))
+}
+
+/// Decode NIfTI-1 bytes (already decompressed). `path` is only used in error messages.
+pub fn decode_nifti(bytes: &[u8], path: &Path) -> Result<NiftiImage> {
+    let (h, dims, dt, raw) = raw_voxels(bytes, path)?;
     let slope = h.scl_slope as f64;
     let inter = h.scl_inter as f64;
     let must_rescale = slope.abs() > f64::EPSILON
@@ -608,6 +614,40 @@ pub fn encode_nifti(
     geometry: &SitkGeometry,
     dtype: NiftiDatatype,
 ) -> Result<Vec<u8>, String> {
+    let n: usize = size.iter().product();
+    if data.len() != n {
+        return Err(format!(
+            "data has {} values but size {size:?} needs {n}",
+            data.len()
+        ));
+    }
+    let mut h = nifti_header_bytes(size, geometry, dtype)?;
+    h.reserve(n * dtype.size());
+    macro_rules! push {
+        ($t:ty) => {
+            for &v in data {
+                h.extend_from_slice(&(v as $t).to_le_bytes());
+            }
+        };
+    }
+    match dtype {
+        NiftiDatatype::U8 => push!(u8),
+        NiftiDatatype::I8 => push!(i8),
+        NiftiDatatype::I16 => push!(i16),
+        NiftiDatatype::U16 => push!(u16),
+        NiftiDatatype::I32 => push!(i32),
+        NiftiDatatype::U32 => push!(u32),
+        NiftiDatatype::I64 => push!(i64),
+        NiftiDatatype::U64 => push!(u64),
+        NiftiDatatype::F32 => push!(f32),
+        NiftiDatatype::F64 => push!(f64),
+    }
+    Ok(h)
+}
+
+/// The 352-byte header (348 + empty extension flag) of a little-endian NIfTI-1 single file as SimpleITK writes it:
+/// sizes, datatype, spacing, qform and sform (both code 1) from `geometry` (SimpleITK convention, LPS), no scaling.
+pub fn nifti_header_bytes(size: &[usize], geometry: &SitkGeometry, dtype: NiftiDatatype) -> Result<Vec<u8>, String> {
     let nd = size.len();
     if !(2..=4).contains(&nd)
         || geometry.dims() != nd
@@ -616,13 +656,6 @@ pub fn encode_nifti(
     {
         return Err(format!(
             "inconsistent dimensionality: size {size:?}, geometry {geometry:?}"
-        ));
-    }
-    let n: usize = size.iter().product();
-    if data.len() != n {
-        return Err(format!(
-            "data has {} values but size {size:?} needs {n}",
-            data.len()
         ));
     }
     if size.iter().any(|&s| s == 0 || s > i16::MAX as usize) {
@@ -683,26 +716,6 @@ pub fn encode_nifti(
         put_f32(&mut h, 280 + 16 * row + 12, o_ras[row] as f32);
     }
     h[344..348].copy_from_slice(b"n+1\0");
-    h.reserve(n * dtype.size());
-    macro_rules! push {
-        ($t:ty) => {
-            for &v in data {
-                h.extend_from_slice(&(v as $t).to_le_bytes());
-            }
-        };
-    }
-    match dtype {
-        NiftiDatatype::U8 => push!(u8),
-        NiftiDatatype::I8 => push!(i8),
-        NiftiDatatype::I16 => push!(i16),
-        NiftiDatatype::U16 => push!(u16),
-        NiftiDatatype::I32 => push!(i32),
-        NiftiDatatype::U32 => push!(u32),
-        NiftiDatatype::I64 => push!(i64),
-        NiftiDatatype::U64 => push!(u64),
-        NiftiDatatype::F32 => push!(f32),
-        NiftiDatatype::F64 => push!(f64),
-    }
     Ok(h)
 }
 
@@ -714,15 +727,20 @@ pub fn write_nifti(
     geometry: &SitkGeometry,
     dtype: NiftiDatatype,
 ) -> Result<()> {
-    use std::io::Write;
     let bytes =
         encode_nifti(data, size, geometry, dtype).map_err(|m| DataError::format(path, m))?;
+    write_nifti_bytes(path, &bytes)
+}
+
+/// Write encoded NIfTI bytes to `path` (gzip-compressed when the name ends in `.gz`; temp file + rename).
+pub fn write_nifti_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
     let out = if path.to_string_lossy().to_ascii_lowercase().ends_with(".gz") {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(1));
-        enc.write_all(&bytes).map_err(|e| DataError::io(path, e))?;
+        enc.write_all(bytes).map_err(|e| DataError::io(path, e))?;
         enc.finish().map_err(|e| DataError::io(path, e))?
     } else {
-        bytes
+        bytes.to_vec()
     };
     nnunet_schema::json::write_atomic(path, &out)?;
     Ok(())

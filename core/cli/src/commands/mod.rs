@@ -3,6 +3,7 @@
 //! parses nnU-Net's flags and reports that the behaviour is not built yet.
 
 pub mod benchmark;
+pub mod convert;
 pub mod ensemble;
 pub mod evaluate;
 pub mod export;
@@ -53,6 +54,16 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
         "implemented on the CPU (sliding window, mirror TTA, fold ensembling, export with the input's geometry, --save_probabilities .npz/.pkl, cascade); -device cuda in LibTorch builds (feature tch, fp16 autocast as nnU-Net), not yet measured on a GPU",
     ),
     ("predict-from-modelfolder", predict::predict_from_modelfolder, "implemented on the CPU (as predict, with -m MODEL_FOLDER)"),
+    (
+        "convert-msd-dataset",
+        convert::convert_msd_dataset,
+        "implemented (4-D images split per channel with their 3-D geometry, labels copied, dataset.json as nnU-Net 2.8.1 writes it)",
+    ),
+    (
+        "convert-old-nnunet-dataset",
+        convert::convert_old_nnunet_dataset,
+        "implemented (folders copied, dataset.json as nnU-Net 2.8.1 writes it)",
+    ),
     (
         "move-plans-between-datasets",
         plan::move_plans_between_datasets,
