@@ -144,3 +144,61 @@ fn msd_conversion_lists_every_missing_part_and_leaves_nothing() {
     assert!(r.stderr.contains("mono_001.nii.gz"), "{}", r.stderr);
     assert_eq!(std::fs::read_dir(&dirs.raw).unwrap().count(), 0);
 }
+
+/// The entries of a zip (names in order, uncompressed bytes).
+fn zip_entries(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let (names, mut entries) = nnunet_engine::ensemble::read_zip_entries_where(&bytes, path, &|_| true).unwrap();
+    names.into_iter().map(|n| { let b = entries.remove(&n).unwrap(); (n, b) }).collect()
+}
+
+#[test]
+fn export_model_to_zip_selects_nnunets_files_and_install_restores_them() {
+    let work = aliases_dir();
+    let fx = fixtures().join("model_sharing");
+    let results = work.path().join("results");
+    copy_dir(&fx.join("results"), &results);
+    let env = [("nnUNet_results", results.as_path())];
+    let export = work.path().join("nnUNetv2_export_model_to_zip");
+    let out = |n: &str| work.path().join(n).to_string_lossy().into_owned();
+    // (zip, flags) as nnU-Net 2.8.1 was run on the same tree (tests/fixtures/README.md)
+    for (zip, args) in [
+        ("fold0.zip", vec!["-d", "9", "-c", "3d_fullres", "2d", "-f", "0"]),
+        ("fold0_cv.zip", vec!["-d", "Dataset009_Tiny", "-c", "3d_fullres", "2d", "-f", "0", "--exp_cv_preds", "-chk", "checkpoint_final.pth", "checkpoint_best.pth"]),
+        ("only2d.zip", vec!["-d", "9", "-c", "2d", "-f", "0"]),
+        ("noens.zip", vec!["-d", "8", "-c", "2d", "-f", "0"]),
+    ] {
+        let o = out(zip);
+        let mut a = args.clone();
+        a.extend(["-o", o.as_str()]);
+        let r = run(&export, &a, &env);
+        assert_eq!(r.code, 0, "{zip}: {}\n{}", r.stdout, r.stderr);
+        let (ours, theirs) = (zip_entries(Path::new(&o)), zip_entries(&fx.join("expected").join(zip)));
+        let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&ours), names(&theirs), "{zip}");
+        assert_eq!(ours, theirs, "{zip}: contents");
+    }
+    // default configurations include untrained ones: an error naming them, no zip; --not_strict skips them
+    let o = out("default.zip");
+    let r = run(&export, &["-d", "9", "-f", "0", "-o", &o], &env);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("missing the trained model of configuration 3d_lowres") && r.stderr.contains("3d_cascade_fullres"), "{}", r.stderr);
+    assert!(!Path::new(&o).exists());
+    let r = run(&export, &["-d", "9", "-f", "0", "-o", &o, "--not_strict"], &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(zip_entries(Path::new(&o)), zip_entries(&fx.join("expected/fold0.zip")), "3d_fullres then 2d, as with -c");
+    // a missing fold
+    let r = run(&export, &["-d", "9", "-c", "3d_fullres", "-f", "0", "1", "-o", &o], &env);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("not all requested folds are present") && r.stderr.contains("\"1\""), "{}", r.stderr);
+
+    // install nnU-Net's zip into an empty results folder: every entry lands where predict looks
+    let installed = work.path().join("installed");
+    std::fs::create_dir_all(&installed).unwrap();
+    let r = run(&work.path().join("nnUNetv2_install_pretrained_model_from_zip"), &[fx.join("expected/fold0.zip").to_str().unwrap()], &[("nnUNet_results", installed.as_path())]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for (name, bytes) in zip_entries(&fx.join("expected/fold0.zip")) {
+        assert_eq!(std::fs::read(installed.join(&name)).unwrap(), bytes, "{name}");
+        assert_eq!(std::fs::read(results.join(&name)).unwrap(), bytes, "{name} equals the exported file");
+    }
+}

@@ -13,6 +13,7 @@ pub mod model_selection;
 pub mod presets;
 pub mod run;
 pub mod cases;
+pub mod model_sharing;
 pub mod calibrate;
 pub mod cascade;
 pub mod pretrained;

@@ -13,6 +13,7 @@ pub mod model_selection;
 pub mod plan;
 pub mod plugin;
 pub mod predict;
+pub mod sharing;
 pub mod summary;
 pub mod train;
 
@@ -63,6 +64,16 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
         "convert-old-nnunet-dataset",
         convert::convert_old_nnunet_dataset,
         "implemented (folders copied, dataset.json as nnU-Net 2.8.1 writes it)",
+    ),
+    (
+        "export-model-to-zip",
+        sharing::export_model_to_zip,
+        "implemented (nnU-Net's file selection and zip layout; checkpoints are our checkpoint folders or .pth files; --not_strict skips untrained configurations as its help says — nnU-Net's flag has no effect)",
+    ),
+    (
+        "install-pretrained-model-from-zip",
+        sharing::install_pretrained_model_from_zip,
+        "implemented (extracts below nnUNet_results as nnU-Net; unsafe entry names enclosed)",
     ),
     (
         "move-plans-between-datasets",
