@@ -202,3 +202,46 @@ fn export_model_to_zip_selects_nnunets_files_and_install_restores_them() {
         assert_eq!(std::fs::read(results.join(&name)).unwrap(), bytes, "{name} equals the exported file");
     }
 }
+
+/// RGBA pixels of a PNG.
+fn png_pixels(path: &Path) -> (u32, u32, Vec<u8>) {
+    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgba8();
+    (img.width(), img.height(), img.into_raw())
+}
+
+#[test]
+fn overlay_pngs_equal_nnunets_pixels_from_raw_and_preprocessed_data() {
+    let work = aliases_dir();
+    let dirs = NnunetDirs::new(&work.path().join("w"));
+    copy_dir(&fixtures().join("dataset_conversion/expected/Dataset009_Tiny"), &dirs.raw.join("Dataset009_Tiny"));
+    let fx = fixtures().join("overlays");
+    let alias = work.path().join("nnUNetv2_plot_overlay_pngs");
+    let out = |n: &str| work.path().join(n);
+    let runs: [(&str, Vec<&str>); 2] =
+        [("raw_channel0", vec!["--use_raw", "-np", "2"]), ("raw_channel1_intensity0.3", vec!["--use_raw", "-channel_idx", "1", "-overlay_intensity", "0.3"])];
+    for (name, flags) in runs {
+        let o = out(name);
+        let mut args = vec!["-d", "9", "-o", o.to_str().unwrap()];
+        args.extend(flags);
+        let r = run(&alias, &args, &dirs.env());
+        assert_eq!(r.code, 0, "{name}: {}\n{}", r.stdout, r.stderr);
+    }
+    // from preprocessed data: first a clear error, then after preprocessing the same pixels as nnU-Net's
+    let o = out("preprocessed_3d_fullres");
+    let r = run(&alias, &["-d", "9", "-o", o.to_str().unwrap()], &dirs.env());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("run preprocessing"), "{}", r.stderr);
+    let r = run(&nnunet_bin(), &["plan-and-preprocess", "-d", "9", "-c", "3d_fullres", "--processes", "1", "--fingerprint-processes", "1"], &dirs.env());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(&alias, &["-d", "9", "-o", o.to_str().unwrap()], &dirs.env());
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    for name in ["raw_channel0", "raw_channel1_intensity0.3", "preprocessed_3d_fullres"] {
+        for case in ["tiny_001", "tiny_002", "tiny_003"] {
+            let f = format!("{case}.png");
+            assert_eq!(png_pixels(&out(name).join(&f)), png_pixels(&fx.join(name).join(&f)), "{name}/{f}");
+        }
+    }
+    let r = run(&alias, &["-d", "9", "-o", o.to_str().unwrap(), "-channel_idx", "2", "--use_raw"], &dirs.env());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no channel 2"), "{}", r.stderr);
+}

@@ -6,6 +6,7 @@
 //!   rate), drawn with `plotters` and a bundled font; no system C libraries.
 //! * [`training_log`]: nnU-Net's `training_log_YYYY_M_D_HH_MM_SS.txt` with `print_to_log_file`'s line format.
 
+pub mod overlay;
 pub mod progress;
 pub mod tensorboard;
 pub mod training_log;

@@ -10,6 +10,7 @@ pub mod export;
 pub mod install_aliases;
 pub mod list;
 pub mod model_selection;
+pub mod overlay;
 pub mod plan;
 pub mod plugin;
 pub mod predict;
@@ -74,6 +75,11 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
         "install-pretrained-model-from-zip",
         sharing::install_pretrained_model_from_zip,
         "implemented (extracts below nnUNet_results as nnU-Net; unsafe entry names enclosed)",
+    ),
+    (
+        "plot-overlay-pngs",
+        overlay::plot_overlay_pngs,
+        "implemented (nnU-Net's slice choice, colours and float arithmetic: pixels equal to nnU-Net 2.8.1's; RGBA PNG)",
     ),
     (
         "move-plans-between-datasets",
