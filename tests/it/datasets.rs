@@ -245,3 +245,21 @@ fn overlay_pngs_equal_nnunets_pixels_from_raw_and_preprocessed_data() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("no channel 2"), "{}", r.stderr);
 }
+
+#[test]
+fn download_by_url_installs_the_zip_and_names_a_failed_download() {
+    let work = aliases_dir();
+    let installed = work.path().join("installed");
+    std::fs::create_dir_all(&installed).unwrap();
+    let zip = fixtures().join("model_sharing/expected/only2d.zip");
+    let url = format!("file://{}", zip.display());
+    let alias = work.path().join("nnUNetv2_download_pretrained_model_by_url");
+    let r = run(&alias, &[&url], &[("nnUNet_results", installed.as_path())]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    for (name, bytes) in zip_entries(&zip) {
+        assert_eq!(std::fs::read(installed.join(&name)).unwrap(), bytes, "{name}");
+    }
+    let r = run(&alias, &["file:///no/such/model.zip"], &[("nnUNet_results", installed.as_path())]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("file:///no/such/model.zip"), "{}", r.stderr);
+}

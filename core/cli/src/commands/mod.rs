@@ -82,6 +82,11 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
         "implemented (nnU-Net's slice choice, colours and float arithmetic: pixels equal to nnU-Net 2.8.1's; RGBA PNG)",
     ),
     (
+        "download-pretrained-model-by-url",
+        sharing::download_pretrained_model_by_url,
+        "implemented (downloads with curl, then installs as install-pretrained-model-from-zip)",
+    ),
+    (
         "move-plans-between-datasets",
         plan::move_plans_between_datasets,
         "implemented (plans as nnU-Net 2.8.1 writes them: dataset name, plans name, data identifiers, reader/writer)",

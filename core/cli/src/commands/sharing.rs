@@ -43,3 +43,37 @@ pub fn install_pretrained_model_from_zip(p: &Parsed) -> Result<()> {
     println!("{} files of {zip} installed into {}", written.len(), results.display());
     Ok(())
 }
+
+/// `nnUNetv2_download_pretrained_model_by_url URL`: download the zip (with `curl`, which every platform nnU-Net runs
+/// on ships; nnU-Net uses Python's requests) to a temporary file, install it as
+/// [`install_pretrained_model_from_zip`] does, remove the temporary file.
+pub fn download_pretrained_model_by_url(p: &Parsed) -> Result<()> {
+    let url = p.string("url").ok_or_else(|| user("url is required"))?;
+    let results = paths::env_dir(RESULTS)?;
+    println!("Downloading pretrained model from url: {url}");
+    let tmp = std::env::temp_dir().join(format!(".nnunetdownload_{}_{}", std::process::id(), nanos()));
+    struct Remove<'a>(&'a Path);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(self.0);
+        }
+    }
+    let _remove = Remove(&tmp);
+    let status = std::process::Command::new("curl")
+        .args(["--fail", "--location", "--retry", "3", "--connect-timeout", "100", "--progress-bar", "--output"])
+        .arg(&tmp)
+        .arg(&url)
+        .status()
+        .map_err(|e| user(format!("cannot run curl to download {url} ({e}); install curl, or download the zip yourself and use nnUNetv2_install_pretrained_model_from_zip")))?;
+    if !status.success() {
+        return Err(user(format!("downloading {url} failed (curl exited with {status})")));
+    }
+    println!("Download finished. Extracting...");
+    let written = model_sharing::install_model_from_zip(&tmp, &results).map_err(|e| user(format!("{url}: {e}")))?;
+    println!("Done ({} files installed into {})", written.len(), results.display());
+    Ok(())
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
