@@ -170,6 +170,20 @@ pub struct CaseProperties {
     pub class_locations: Option<ClassLocations>,
 }
 
+impl CaseProperties {
+    /// The properties of a case that was neither cropped nor resampled (shape `shape`, array-order `spacing`, no
+    /// geometry from a file): what synthetic cases in tests and benchmarks carry.
+    pub fn uncropped(shape: [usize; 3], spacing: [f64; 3]) -> CaseProperties {
+        CaseProperties {
+            image: crate::ImageProperties { sitk_stuff: None, nibabel_stuff: None, spacing },
+            shape_before_cropping: shape,
+            bbox_used_for_cropping: [[0, shape[0]], [0, shape[1]], [0, shape[2]]],
+            shape_after_cropping_and_before_resampling: shape,
+            class_locations: None,
+        }
+    }
+}
+
 /// One preprocessed case.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreprocessedCase {

@@ -20,13 +20,7 @@ fn main() {
         let voxels: usize = shape.iter().product();
         let data: Vec<f32> = (0..channels * voxels).map(|i| (i % 1013) as f32 * 0.01).collect();
         let seg: Vec<i16> = (0..voxels).map(|i| (i % 3) as i16).collect();
-        let properties = nnunet_data::CaseProperties {
-            image: nnunet_data::ImageProperties { sitk_stuff: None, nibabel_stuff: None, spacing: [1.0; 3] },
-            shape_before_cropping: shape,
-            bbox_used_for_cropping: [[0, shape[0]], [0, shape[1]], [0, shape[2]]],
-            shape_after_cropping_and_before_resampling: shape,
-            class_locations: None,
-        };
+        let properties = nnunet_data::CaseProperties::uncropped(shape, [1.0; 3]);
         let pc = nnunet_data::PreprocessedCase { data, channels, shape, seg, properties };
         nnunet_data::storage::write_case(&dir, name, &pc).expect("write case");
         let ids = vec![name.to_string()];

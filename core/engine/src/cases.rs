@@ -110,13 +110,7 @@ mod tests {
             let n: usize = shape.iter().product();
             let data = (0..2 * n).map(|i| (i as f32 * 0.37 + k as f32).sin()).collect();
             let seg = (0..n).map(|i| ((i * 7 + k) % 4) as i16 - 1).collect();
-            let properties = nnunet_data::CaseProperties {
-                image: nnunet_data::ImageProperties { sitk_stuff: None, nibabel_stuff: None, spacing: [1.0; 3] },
-                shape_before_cropping: shape,
-                bbox_used_for_cropping: [[0, shape[0]], [0, shape[1]], [0, shape[2]]],
-                shape_after_cropping_and_before_resampling: shape,
-                class_locations: None,
-            };
+            let properties = nnunet_data::CaseProperties::uncropped(shape, [1.0; 3]);
             let pc = nnunet_data::PreprocessedCase { data, channels: 2, shape, seg, properties };
             let id = format!("case_{k}");
             nnunet_data::storage::write_case(dir, &id, &pc).unwrap();
