@@ -5,6 +5,7 @@
 //! guarantees they are all present; `tests/registered.rs` fails if one goes missing.
 
 use nnunet_arch_mednext as _;
+use nnunet_arch_stunet as _;
 use nnunet_arch_unet as _;
 use nnunet_engine as _;
 use nnunet_planners as _;
@@ -25,5 +26,6 @@ pub const EXPECTED: &[(nnunet_core::Kind, &str, &str)] = &[
     (nnunet_core::Kind::Architecture, "dynamic_network_architectures.architectures.unet.PlainConvUNet", "nnunet_arch_unet"),
     (nnunet_core::Kind::Architecture, "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet", "nnunet_arch_unet"),
     (nnunet_core::Kind::Architecture, "MedNeXt", "nnunet_arch_mednext"),
+    (nnunet_core::Kind::Architecture, "STUNet", "nnunet_arch_stunet"),
     (nnunet_core::Kind::Trainer, "nnUNetTrainerDebug", "nnunet_engine"),
 ];
