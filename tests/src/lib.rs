@@ -1,7 +1,8 @@
 //! Shared helpers of the integration tests: locating the `nnunet` binary and the fixtures, running
-//! commands; and [`conformance`], the suite every architecture runs.
+//! commands; [`conformance`], the suite every architecture runs; [`pytorch`], loading PyTorch reference weights.
 
 pub mod conformance;
+pub mod pytorch;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

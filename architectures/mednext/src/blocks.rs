@@ -12,37 +12,7 @@ use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig3d};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 
-/// Records the output shape of every conv / transposed conv a forward pass runs (for the memory proxy's
-/// test and for `describe`-style inspection). Disabled probes record nothing.
-#[derive(Debug, Default)]
-pub struct ConvProbe {
-    enabled: bool,
-    /// `(layer, output shape (b, c, z, y, x))` in execution order.
-    pub outputs: Vec<(String, [usize; 5])>,
-}
-
-impl ConvProbe {
-    /// A probe that records.
-    pub fn recording() -> Self {
-        Self { enabled: true, outputs: Vec::new() }
-    }
-
-    /// A probe that records nothing (the plain forward pass).
-    pub fn off() -> Self {
-        Self::default()
-    }
-
-    pub(crate) fn see(&mut self, what: impl FnOnce() -> String, t: &Tensor<5>) {
-        if self.enabled {
-            self.outputs.push((what(), t.dims()));
-        }
-    }
-
-    /// Sum over the recorded outputs of their per-sample element count (`c · z · y · x`).
-    pub fn elements_per_sample(&self) -> u64 {
-        self.outputs.iter().map(|(_, d)| d[1..].iter().map(|&x| x as u64).product::<u64>()).sum()
-    }
-}
+pub use nnunet_core::probe::ConvProbe;
 
 /// A conv with "same" padding `k//2` per axis.
 pub fn conv(cin: usize, cout: usize, k: [usize; 3], stride: [usize; 3], groups: usize, dev: &Device) -> Conv3d {

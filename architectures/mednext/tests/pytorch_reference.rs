@@ -2,55 +2,11 @@
 //! kernel-3 and a 2D kernel-5 network with deep supervision (fixtures written by `fixtures/make_fixtures.py`,
 //! provenance in `fixtures/README.md`).
 
-use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::module::Module;
+use burn::tensor::Device;
 use nnunet_arch_mednext::{MedNeXt, MedNeXtKwargs};
+use nnunet_tests::pytorch::{analytic_input, floats, load_state_dict, shape, state_dict};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-}
-
-fn shape(v: &Value) -> Vec<usize> {
-    serde_json::from_value(v.clone()).unwrap()
-}
-
-/// Loads PyTorch state-dict tensors by path (GroupNorm `weight`/`bias` are burn's `gamma`/`beta`; 2D weights
-/// `(o, i, k, k)` are the 3D-lifted `(o, i, 1, k, k)` with the same values).
-struct FromStateDict {
-    path: Vec<String>,
-    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
-    loaded: usize,
-}
-
-impl ModuleMapper for FromStateDict {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let key = self.path.join(".").replace(".norm.gamma", ".norm.weight").replace(".norm.beta", ".norm.bias");
-        let (src_shape, data) = self.tensors.remove(&key).unwrap_or_else(|| panic!("{key} missing from the state dict"));
-        let target = param.lazy_shape().to_vec();
-        let lifted: Vec<usize> =
-            if src_shape.len() + 1 == target.len() { [&src_shape[..2], &[1], &src_shape[2..]].concat() } else { src_shape.clone() };
-        assert_eq!(lifted, target, "{key}: PyTorch shape {src_shape:?}");
-        self.loaded += 1;
-        let dev = param.lazy_device();
-        let id = param.id;
-        param.transform_for_load(Tensor::from_data(TensorData::new(data, target), &dev), id)
-    }
-}
-
-/// `sin(0.37 i) · cos(0.11 i)` over the flat index, in f64, cast to f32 (the fixture script's input).
-fn analytic_input(shape: [usize; 5]) -> Tensor<5> {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|i| ((0.37 * i as f64).sin() * (0.11 * i as f64).cos()) as f32).collect();
-    Tensor::from_data(TensorData::new(v, shape), &Device::default())
-}
 
 fn check(name: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.json"));
@@ -68,10 +24,7 @@ fn check(name: &str) {
     let net = MedNeXt::new(&kw, cfg["in_channels"].as_u64().unwrap() as usize, classes, true, &Device::default());
     assert_eq!(net.num_params() as u64, f["num_params"].as_u64().unwrap(), "{name}: parameter count");
 
-    let tensors = f["params"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), (shape(&v["shape"]), floats(&v["data"])))).collect();
-    let mut m = FromStateDict { path: vec![], tensors, loaded: 0 };
-    let net = net.map(&mut m);
-    assert!(m.tensors.is_empty(), "{name}: state-dict keys without a parameter: {:?}", m.tensors.keys().collect::<Vec<_>>());
+    let (net, _) = load_state_dict(net, state_dict(&f["params"]));
 
     let s = shape(&f["input_shape"]);
     let x = analytic_input(if s.len() == 4 { [s[0], s[1], 1, s[2], s[3]] } else { [s[0], s[1], s[2], s[3], s[4]] });

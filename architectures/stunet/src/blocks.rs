@@ -15,37 +15,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 /// `nn.LeakyReLU()`'s default negative slope.
 pub const LEAKY_SLOPE: f64 = 0.01;
 
-/// Records the output shape of every conv a forward pass runs (to check the memory proxy against the network).
-/// Disabled probes record nothing.
-#[derive(Debug, Default)]
-pub struct ConvProbe {
-    enabled: bool,
-    /// `(layer, output shape (b, c, z, y, x))` in execution order.
-    pub outputs: Vec<(String, [usize; 5])>,
-}
-
-impl ConvProbe {
-    /// A probe that records.
-    pub fn recording() -> Self {
-        Self { enabled: true, outputs: Vec::new() }
-    }
-
-    /// A probe that records nothing (the plain forward pass).
-    pub fn off() -> Self {
-        Self::default()
-    }
-
-    pub(crate) fn see(&mut self, what: impl FnOnce() -> String, t: &Tensor<5>) {
-        if self.enabled {
-            self.outputs.push((what(), t.dims()));
-        }
-    }
-
-    /// Sum over the recorded outputs of their per-sample element count (`c · z · y · x`).
-    pub fn elements_per_sample(&self) -> u64 {
-        self.outputs.iter().map(|(_, d)| d[1..].iter().map(|&x| x as u64).product::<u64>()).sum()
-    }
-}
+pub use nnunet_core::probe::ConvProbe;
 
 /// `InitWeights_He(1e-2)`'s standard deviation for a conv with `fan_in` inputs per output.
 pub fn he_std(fan_in: usize) -> f64 {

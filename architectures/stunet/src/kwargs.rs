@@ -97,23 +97,7 @@ pub struct STUNetKwargs {
 }
 
 /// U-Net keys nnU-Net's planners write into `arch_kwargs`; tolerated and ignored (see the module docs).
-pub const UNET_KEYS: [&str; 15] = [
-    "n_stages",
-    "features_per_stage",
-    "conv_op",
-    "kernel_sizes",
-    "strides",
-    "n_conv_per_stage",
-    "n_blocks_per_stage",
-    "n_conv_per_stage_decoder",
-    "conv_bias",
-    "norm_op",
-    "norm_op_kwargs",
-    "dropout_op",
-    "dropout_op_kwargs",
-    "nonlin",
-    "nonlin_kwargs",
-];
+pub const UNET_KEYS: [&str; 15] = nnunet_core::topology::UNET_ARCH_KWARGS;
 
 /// The keys STU-Net reads.
 pub const STUNET_KEYS: [&str; 6] = ["size", "dims", "depth", "pool_op_kernel_sizes", "conv_kernel_sizes", "dim"];

@@ -2,57 +2,11 @@
 //! six-stage network with an anisotropic stage-0 kernel, a non-uniform pool kernel, a stride-1 stage, two-block
 //! stages and deep supervision (fixture written by `fixtures/make_fixtures.py`, provenance in `fixtures/README.md`).
 
-use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::module::Module;
+use burn::tensor::Device;
 use nnunet_arch_stunet::{STUNet, STUNetKwargs};
+use nnunet_tests::pytorch::{analytic_input, load_state_dict, shape, state_dict};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-}
-
-fn shape(v: &Value) -> Vec<usize> {
-    serde_json::from_value(v.clone()).unwrap()
-}
-
-/// Loads PyTorch state-dict tensors by path (InstanceNorm `weight`/`bias` are burn's `gamma`/`beta`).
-struct FromStateDict {
-    path: Vec<String>,
-    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
-    loaded: usize,
-}
-
-impl ModuleMapper for FromStateDict {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let key = self.path.join(".");
-        let key = match key.rsplit_once('.') {
-            Some((head, "gamma")) => format!("{head}.weight"),
-            Some((head, "beta")) => format!("{head}.bias"),
-            _ => key,
-        };
-        let (src_shape, data) = self.tensors.remove(&key).unwrap_or_else(|| panic!("{key} missing from the state dict"));
-        let target = param.lazy_shape().to_vec();
-        assert_eq!(src_shape, target, "{key}: PyTorch shape");
-        self.loaded += 1;
-        let dev = param.lazy_device();
-        let id = param.id;
-        param.transform_for_load(Tensor::from_data(TensorData::new(data, target), &dev), id)
-    }
-}
-
-/// `sin(0.37 i) · cos(0.11 i)` over the flat index, in f64, cast to f32 (the fixture script's input).
-fn analytic_input(shape: [usize; 5]) -> Tensor<5> {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|i| ((0.37 * i as f64).sin() * (0.11 * i as f64).cos()) as f32).collect();
-    Tensor::from_data(TensorData::new(v, shape), &Device::default())
-}
 
 fn fixture() -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/stunet_tiny.json");
@@ -77,13 +31,10 @@ fn equals_pytorch_tiny_deep_supervision() {
     assert_eq!(net.num_params() as u64, f["num_params"].as_u64().unwrap(), "parameter count");
     assert_eq!(nnunet_arch_stunet::param_count(&kw, in_ch, classes), f["num_params"].as_u64().unwrap(), "analytic parameter count");
 
-    let tensors: HashMap<_, _> =
-        f["params"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), (shape(&v["shape"]), floats(&v["data"])))).collect();
+    let tensors = state_dict(&f["params"]);
     let n_tensors = tensors.len();
-    let mut m = FromStateDict { path: vec![], tensors, loaded: 0 };
-    let net = net.map(&mut m);
-    assert!(m.tensors.is_empty(), "state-dict keys without a parameter: {:?}", m.tensors.keys().collect::<Vec<_>>());
-    assert_eq!(m.loaded, n_tensors);
+    let (net, loaded) = load_state_dict(net, tensors);
+    assert_eq!(loaded, n_tensors);
 
     let s = shape(&f["input_shape"]);
     let outs: Vec<Vec<f32>> = net

@@ -9,6 +9,7 @@
 pub mod architecture;
 pub mod loss;
 pub mod memory;
+pub mod probe;
 pub mod network;
 pub mod planner;
 pub mod precision;

@@ -320,3 +320,23 @@ mod tests {
         assert!(feature_map_size_from_kwargs("foo.Bar", &kw, &[40, 56, 40], 3).is_err());
     }
 }
+
+/// The `arch_kwargs` keys nnU-Net's planners write for its U-Nets (PlainConvUNet / ResidualEncoderUNet). Other
+/// architectures tolerate them in plans whose network they replace (`--arch`), and derive their own kwargs from them.
+pub const UNET_ARCH_KWARGS: [&str; 15] = [
+    "n_stages",
+    "features_per_stage",
+    "conv_op",
+    "kernel_sizes",
+    "strides",
+    "n_conv_per_stage",
+    "n_blocks_per_stage",
+    "n_conv_per_stage_decoder",
+    "conv_bias",
+    "norm_op",
+    "norm_op_kwargs",
+    "dropout_op",
+    "dropout_op_kwargs",
+    "nonlin",
+    "nonlin_kwargs",
+];
