@@ -81,7 +81,9 @@ pub fn split_4d_nifti(file: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
             Ok(vec![out])
         }
         4 => {
-            let geometry4 = nifti::decode_nifti(&bytes, file)?.itk_geometry(file)?;
+            // decoded once: the geometry, and the values when the header scales them (SimpleITK then reads float32)
+            let decoded = nifti::decode_nifti(&bytes, file)?;
+            let geometry4 = decoded.itk_geometry(file)?;
             let geometry = SitkGeometry {
                 spacing: geometry4.spacing[..3].to_vec(),
                 origin: geometry4.origin[..3].to_vec(),
@@ -91,7 +93,7 @@ pub fn split_4d_nifti(file: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
             let per_channel: usize = size.iter().product();
             let (slope, inter) = (header.scl_slope as f64, header.scl_inter as f64);
             let scaled = slope.abs() > f64::EPSILON && ((slope - 1.0).abs() > f64::EPSILON || inter.abs() > f64::EPSILON);
-            let scaled_data = if scaled { Some(nifti::decode_nifti(&bytes, file)?.data) } else { None };
+            let scaled_data = scaled.then_some(decoded.data);
             let mut written = Vec::with_capacity(dims[3]);
             for t in 0..dims[3] {
                 let out = out_dir.join(format!("{base}_{t:04}.nii.gz"));
@@ -122,17 +124,11 @@ pub fn split_4d_nifti(file: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
 /// The files of `dir` nnU-Net's MSD converter takes: names ending in `.nii.gz`, not starting with `.` or `_`
 /// (macOS `._*` files in the MSD archives), sorted.
 fn msd_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| DataError::io(dir, e))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            n.ends_with(".nii.gz") && !n.starts_with('.') && !n.starts_with('_') && p.is_file()
-        })
-        .collect();
-    files.sort();
-    Ok(files)
+    Ok(crate::dataset::subfiles(dir, ".nii.gz")?
+        .into_iter()
+        .filter(|n| !n.starts_with('.') && !n.starts_with('_'))
+        .map(|n| dir.join(n))
+        .collect())
 }
 
 /// The problems that make `source` unusable as an MSD task folder (nnU-Net's asserts), all of them.

@@ -455,11 +455,8 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         log.epoch_end_timestamps.push(wall0 + seconds);
         let _ = text.epoch_end(LogTime::now(), train_loss, val_loss, &dice, seconds);
         let mib = |b: Option<u64>| b.map_or("n/a".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
-        let _ = text.log(&format!(
-            "Peak memory: allocated {}, reserved {}",
-            mib(memory.peak().allocated),
-            mib(memory.peak().reserved)
-        ));
+        let peak = memory.peak();
+        let _ = text.log(&format!("Peak memory: allocated {}, reserved {}", mib(peak.allocated), mib(peak.reserved)));
         let _ = tb.add_scalars_at(
             &[
                 ("train_loss", train_loss as f32),
