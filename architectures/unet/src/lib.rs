@@ -6,6 +6,7 @@ pub mod blocks;
 pub mod kwargs;
 pub mod plain;
 pub mod resenc;
+pub mod torch;
 
 pub use kwargs::{Encoder, UNetKwargs};
 pub use plain::PlainConvUNet;
@@ -38,11 +39,19 @@ impl NetworkModule for PlainConvUNet {
     fn forward(&self, x: Tensor<5>) -> Vec<Tensor<5>> {
         PlainConvUNet::forward(self, x)
     }
+
+    fn torch_state_dict(&self) -> Option<Vec<nnunet_core::TorchKey>> {
+        Some(torch::plain_state_dict(self))
+    }
 }
 
 impl NetworkModule for ResidualEncoderUNet {
     fn forward(&self, x: Tensor<5>) -> Vec<Tensor<5>> {
         ResidualEncoderUNet::forward(self, x)
+    }
+
+    fn torch_state_dict(&self) -> Option<Vec<nnunet_core::TorchKey>> {
+        Some(torch::resenc_state_dict(self))
     }
 }
 

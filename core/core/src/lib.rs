@@ -20,7 +20,7 @@ pub mod trainer;
 
 pub use architecture::{Architecture, ArchitectureError};
 pub use loss::{DiceExchange, Loss, LossSettings};
-pub use network::{NamedParam, Network, NetworkModule, boxed};
+pub use network::{NamedParam, Network, NetworkModule, TorchKey, boxed};
 pub use planner::{PlanContext, PlanError, Planner};
 pub use precision::{GradScaler, MixedPrecision, Precision};
 pub use registry::{Entry, Kind, Registry, RegistryError};

@@ -16,6 +16,30 @@ use std::path::Path;
 /// and keep the singleton axis, so callers treat both alike.
 pub trait NetworkModule: Module + 'static {
     fn forward(&self, x: Tensor<5>) -> Vec<Tensor<5>>;
+
+    /// The PyTorch original's state dict as `(key, parameter path)` pairs in its order (see
+    /// [`Network::torch_state_dict`]); `None` (the default): each parameter once under its own path, burn's norm
+    /// `gamma`/`beta` named `weight`/`bias`.
+    fn torch_state_dict(&self) -> Option<Vec<TorchKey>> {
+        None
+    }
+}
+
+/// One entry of a PyTorch state dict: its `key` and the [`NamedParam::path`] of the parameter it holds. Several
+/// keys may hold the same parameter (PyTorch modules registered twice, e.g. a U-Net decoder's `decoder.encoder.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TorchKey {
+    pub key: String,
+    pub path: String,
+}
+
+/// The default PyTorch key of a parameter path: burn's norm `gamma`/`beta` are PyTorch's `weight`/`bias`.
+pub fn default_torch_key(path: &str) -> String {
+    match path.rsplit_once('.') {
+        Some((head, "gamma")) => format!("{head}.weight"),
+        Some((head, "beta")) => format!("{head}.bias"),
+        _ => path.to_string(),
+    }
 }
 
 /// A network as the engine sees it.
@@ -72,6 +96,11 @@ pub trait Network: Send {
     /// Replace float parameters: `f(path, shape)` returns new values for that parameter (as many as its shape holds)
     /// or `None` to keep it. Device and trainability are kept. Returns how many parameters were replaced.
     fn replace_parameters(&mut self, f: &mut dyn FnMut(&str, &[usize]) -> Option<Vec<f32>>) -> usize;
+
+    /// The state dict of the PyTorch original of this network, in PyTorch's order: every key PyTorch's
+    /// `state_dict()` holds, with the path of the parameter behind it. The first key of each parameter is in
+    /// `parameters()` order (an optimizer's parameter indices). What `.pth` checkpoints are read and written with.
+    fn torch_state_dict(&self) -> Vec<TorchKey>;
 
     /// Save the parameters to a burnpack file.
     fn save_file(&self, path: &Path) -> Result<(), ArchitectureError> {
@@ -235,6 +264,12 @@ impl<M: NetworkModule> Network for Boxed<M> {
         let mut c = Collect { path: Vec::new(), out: Vec::new() };
         self.get().visit(&mut c);
         c.out
+    }
+
+    fn torch_state_dict(&self) -> Vec<TorchKey> {
+        self.get().torch_state_dict().unwrap_or_else(|| {
+            self.named_parameters().into_iter().map(|p| TorchKey { key: default_torch_key(&p.path), path: p.path }).collect()
+        })
     }
 
     fn replace_parameters(&mut self, f: &mut dyn FnMut(&str, &[usize]) -> Option<Vec<f32>>) -> usize {
