@@ -89,9 +89,40 @@ pub fn round_to_f16(x: f32) -> f32 {
     ((a / quantum).round_ties_even() * quantum).copysign(x)
 }
 
+/// Rounds an f64 to the nearest IEEE half-precision value (ties to even) directly, without passing through f32, like
+/// numpy's `astype(np.float16)` of a float64 array; returned as f32 (exact).
+pub fn round_f64_to_f16(x: f64) -> f32 {
+    if x == 0.0 || !x.is_finite() {
+        return x as f32;
+    }
+    let a = x.abs();
+    if a >= 65520.0 {
+        return f32::INFINITY.copysign(x as f32);
+    }
+    let quantum = if a < 6.103_515_625e-5 {
+        2f64.powi(-24) // subnormal half
+    } else {
+        let e = ((a.to_bits() >> 52) & 0x7ff) as i32 - 1023;
+        2f64.powi(e - 10)
+    };
+    ((a / quantum).round_ties_even() * quantum).copysign(x) as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f16_rounding_from_f64_has_no_double_rounding() {
+        // 1 + 2^-11 + 2^-40: above the f16 tie, but f32 rounding first would land on the tie and round to even (1.0)
+        let x = 1.0 + 2f64.powi(-11) + 2f64.powi(-40);
+        assert_eq!(round_f64_to_f16(x), 1.0 + 2f32.powi(-10));
+        assert_eq!(round_to_f16(x as f32), 1.0);
+        for v in [500.1, 500.13, 500.125, -3.3e-6, 1.0e-7, 65519.0, 0.1, 2.0 - 1e-12, 1024.0] {
+            assert_eq!(round_f64_to_f16(v), round_to_f16(v as f32), "{v}");
+        }
+        assert_eq!(round_f64_to_f16(70000.0), f32::INFINITY);
+    }
 
     #[test]
     fn f16_rounding() {

@@ -477,6 +477,22 @@ pub fn resample_data_or_seg_to_shape(
     new_spacing: &[f64],
     opts: &ResampleOptions,
 ) -> Vec<f32> {
+    resample_data_or_seg_to_shape_as(data, channels, shape, new_shape, current_spacing, new_spacing, opts, |v| v as f32)
+}
+
+/// [`resample_data_or_seg_to_shape`] with the float64 results rounded by `round` (nnU-Net's output keeps the
+/// input's dtype: float16 for the logits of its predictor).
+#[allow(clippy::too_many_arguments)]
+pub fn resample_data_or_seg_to_shape_as(
+    data: &[f32],
+    channels: usize,
+    shape: [usize; 3],
+    new_shape: [usize; 3],
+    current_spacing: &[f64],
+    new_spacing: &[f64],
+    opts: &ResampleOptions,
+    round: fn(f64) -> f32,
+) -> Vec<f32> {
     let n: usize = shape.iter().product();
     assert_eq!(data.len(), channels * n, "data length does not match channels × shape");
     if shape == new_shape {
@@ -487,7 +503,7 @@ pub fn resample_data_or_seg_to_shape(
     for c in 0..channels {
         let x: Vec<f64> = data[c * n..(c + 1) * n].iter().map(|&v| v as f64).collect();
         let r = resample_channel(&x, shape, new_shape, opts.is_seg, axis, opts.order, opts.order_z);
-        out.extend(r.iter().map(|&v| v as f32));
+        out.extend(r.iter().map(|&v| round(v)));
     }
     out
 }

@@ -11,7 +11,8 @@
 //!   appends their one-hot encoding to the input (`convert_labelmap_to_one_hot` with the foreground labels).
 
 use crate::inference::{npz_bytes, segmentation_from_logits};
-use nnunet_data::resample::{ResampleOptions, resample_data_or_seg_to_shape};
+use nnunet_augment::tensor::round_f64_to_f16;
+use nnunet_data::resample::{ResampleOptions, resample_data_or_seg_to_shape_as};
 use nnunet_schema::LabelManager;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -173,7 +174,7 @@ pub fn write_next_stage_segmentation(
 
 /// `resample_and_save` without the write: `(heads, *shape)` logits in the preprocessed space of this stage resampled
 /// to `target_shape` (the next stage's preprocessed shape) with `resampling_fn_probabilities`, current and target
-/// spacing both this configuration's (`spacing`, 3 entries), then `convert_logits_to_segmentation`.
+/// spacing both this configuration's (`spacing`, 3 entries), kept in float16, then `convert_logits_to_segmentation`.
 pub fn resample_to_next_stage(
     logits: &[f32],
     heads: usize,
@@ -183,7 +184,8 @@ pub fn resample_to_next_stage(
     resampling: &ResampleOptions,
     lm: &LabelManager,
 ) -> Vec<u16> {
-    let r = resample_data_or_seg_to_shape(logits, heads, shape, target_shape, spacing, spacing, resampling);
+    // the predictor's logits are float16 and resampling keeps the dtype (as in `export_case`)
+    let r = resample_data_or_seg_to_shape_as(logits, heads, shape, target_shape, spacing, spacing, resampling, round_f64_to_f16);
     segmentation_from_logits(&r, heads, lm)
 }
 

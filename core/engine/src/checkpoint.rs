@@ -109,10 +109,68 @@ pub fn load(
     Ok((meta, optim))
 }
 
-/// nnU-Net's resume order for `--c`: final, else latest, else best; `None` = start fresh.
-pub fn resume_candidate(fold_dir: &Path) -> Option<PathBuf> {
-    ["checkpoint_final", "checkpoint_latest", "checkpoint_best"]
-        .iter()
-        .map(|n| fold_dir.join(n))
-        .find(|p| p.join("checkpoint.json").exists())
+/// nnU-Net's resume order for `--c`: final, else latest, else best (each our folder, else nnU-Net's `.pth`);
+/// `None` = start fresh.
+pub fn resume_candidate(fold_dir: &Path) -> Option<Stored> {
+    ["checkpoint_final", "checkpoint_latest", "checkpoint_best"].iter().find_map(|n| Stored::locate(fold_dir, n))
+}
+
+/// A checkpoint as stored on disk: one of our folders, or a PyTorch `.pth` file (Python nnU-Net's format, see
+/// [`crate::pth`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Folder(PathBuf),
+    Pth(PathBuf),
+}
+
+impl Stored {
+    /// Checkpoint `name` (`checkpoint_final`, with or without nnU-Net's `.pth` suffix) of `fold_dir`: our folder
+    /// when it exists, else nnU-Net's `.pth` file; `None` when neither exists.
+    pub fn locate(fold_dir: &Path, name: &str) -> Option<Stored> {
+        let stem = name.strip_suffix(".pth").unwrap_or(name);
+        let folder = fold_dir.join(stem);
+        let file = fold_dir.join(format!("{stem}.pth"));
+        if folder.join("checkpoint.json").is_file() {
+            Some(Stored::Folder(folder))
+        } else if file.is_file() {
+            Some(Stored::Pth(file))
+        } else {
+            None
+        }
+    }
+
+    /// A checkpoint named by a path: a folder with `checkpoint.json` (or a file inside one), or a `.pth` file.
+    pub fn at(path: &Path) -> Option<Stored> {
+        if path.is_file() && path.extension().is_some_and(|e| e == "pth") {
+            return Some(Stored::Pth(path.to_path_buf()));
+        }
+        let dir = if path.is_file() { path.parent()?.to_path_buf() } else { path.to_path_buf() };
+        dir.join("checkpoint.json").is_file().then_some(Stored::Folder(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            Stored::Folder(p) | Stored::Pth(p) => p,
+        }
+    }
+
+    /// The checkpoint's metadata (a `.pth` file is read whole).
+    pub fn read_meta(&self) -> Result<CheckpointMeta, CheckpointError> {
+        match self {
+            Stored::Folder(d) => read_meta(d),
+            Stored::Pth(p) => crate::pth::read_nnunet_checkpoint(p).map(|c| c.meta).map_err(|e| io(p, e.message)),
+        }
+    }
+
+    /// Load the network's parameters (not the optimizer state); returns the metadata.
+    pub fn load_network(&self, net: &mut dyn Network) -> Result<CheckpointMeta, CheckpointError> {
+        match self {
+            Stored::Folder(d) => load(d, net, None).map(|(meta, _)| meta),
+            Stored::Pth(p) => {
+                let c = crate::pth::read_nnunet_checkpoint(p).map_err(|e| io(p, e.message))?;
+                crate::pth::load_state_dict(net, &c.weights).map_err(|e| io(p, e))?;
+                Ok(c.meta)
+            }
+        }
+    }
 }

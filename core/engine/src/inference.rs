@@ -39,7 +39,7 @@ use nnunet_core::architecture::NetworkSpec;
 use nnunet_data::crop::BBox;
 use nnunet_data::io::{ImageReaderWriter, determine_reader_writer, reader_writer_by_name};
 use nnunet_data::preprocess::{CaseProperties, PreprocessConfig, preprocess_case_arrays, transpose_spatial};
-use nnunet_data::resample::{ResampleOptions, resample_data_or_seg_to_shape};
+use nnunet_data::resample::ResampleOptions;
 use nnunet_data::{NormalizationRegistry, PreprocessedCase};
 use nnunet_schema::{DatasetJson, LabelManager, Plans};
 use serde_json::{Map, Value};
@@ -62,7 +62,7 @@ fn model_err(path: &Path, m: impl std::fmt::Display) -> InferenceError {
     InferenceError::Model { path: path.to_path_buf(), message: m.to_string() }
 }
 
-/// `checkpoint_final.pth` → `checkpoint_final` (checkpoints are folders here).
+/// `checkpoint_final.pth` → `checkpoint_final` (our checkpoints are folders; see [`checkpoint::Stored`]).
 pub fn checkpoint_folder_name(name: &str) -> &str {
     name.strip_suffix(".pth").unwrap_or(name)
 }
@@ -77,7 +77,7 @@ pub fn auto_detect_folds(model_dir: &Path, checkpoint_name: &str) -> Vec<String>
                 .filter(|e| e.path().is_dir())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| n.starts_with("fold_") && n != "fold_all")
-                .filter(|n| model_dir.join(n).join(chk).join("checkpoint.json").exists())
+                .filter(|n| checkpoint::Stored::locate(&model_dir.join(n), chk).is_some())
                 .collect()
         })
         .unwrap_or_default();
@@ -95,6 +95,9 @@ pub struct ExportSettings {
     /// `resampling_fn_probabilities_kwargs`.
     pub resampling: ResampleOptions,
     pub label_manager: LabelManager,
+    /// The logits are float16, as nnU-Net's predictor returns them: resampling keeps that dtype (float64
+    /// arithmetic, float16 result). `false`: float32 logits (the export function called on float32 data).
+    pub float16_logits: bool,
 }
 
 /// One exported case in original array order.
@@ -212,7 +215,10 @@ pub fn export_case(
         v
     };
     let cropped = props.shape_after_cropping_and_before_resampling;
-    let logits = resample_data_or_seg_to_shape(logits, heads, shape, cropped, &current, &spacing_transposed, &s.resampling);
+    // the resampled logits keep their dtype (nnU-Net's predictor: float16)
+    let round: fn(f64) -> f32 = if s.float16_logits { nnunet_augment::tensor::round_f64_to_f16 } else { |v| v as f32 };
+    let logits =
+        nnunet_data::resample::resample_data_or_seg_to_shape_as(logits, heads, shape, cropped, &current, &spacing_transposed, &s.resampling, round);
     let regions = s.label_manager.has_regions();
     let full = props.shape_before_cropping;
     let bbox = &props.bbox_used_for_cropping;
@@ -415,8 +421,13 @@ impl Predictor {
         let plans: Plans = nnunet_schema::json::read_json(&model_dir.join("plans.json")).map_err(|e| model_err(model_dir, e))?;
         let dataset_json: DatasetJson =
             nnunet_schema::json::read_json(&model_dir.join("dataset.json")).map_err(|e| model_err(model_dir, e))?;
-        let chk_dir = |f: &str| model_dir.join(format!("fold_{f}")).join(chk);
-        let first = checkpoint::read_meta(&chk_dir(&folds[0])).map_err(|e| model_err(model_dir, e))?;
+        let stored = |f: &str| {
+            let fold = model_dir.join(format!("fold_{f}"));
+            checkpoint::Stored::locate(&fold, chk).ok_or_else(|| {
+                model_err(model_dir, format!("fold {f}: checkpoint {} (our folder) or {}.pth not found", fold.join(chk).display(), chk))
+            })
+        };
+        let first = stored(&folds[0])?.read_meta().map_err(|e| model_err(model_dir, e))?;
         let configuration = first.configuration.clone();
         let cfg = plans.configuration(&configuration).map_err(|e| model_err(model_dir, e))?;
         let preprocess = PreprocessConfig::from_plans(&plans, &configuration, &dataset_json).map_err(|e| model_err(model_dir, e))?;
@@ -438,12 +449,9 @@ impl Predictor {
         let architecture = (entry.make)();
         let mut networks = Vec::new();
         for f in &folds {
-            let dir = chk_dir(f);
-            if !dir.join("checkpoint.json").exists() {
-                return Err(model_err(model_dir, format!("fold {f}: checkpoint {} not found", dir.display())));
-            }
+            let chk = stored(f)?;
             let mut net = architecture.build(&spec, device).map_err(|e| model_err(model_dir, format!("building {class}: {e}")))?;
-            checkpoint::load(&dir, net.as_mut(), None).map_err(|e| model_err(model_dir, format!("fold {f}: {e}")))?;
+            chk.load_network(net.as_mut()).map_err(|e| model_err(model_dir, format!("fold {f}: {e}")))?;
             net.to_device(device);
             networks.push(net);
         }
@@ -463,6 +471,7 @@ impl Predictor {
             configuration_spacing: preprocess.spacing.clone(),
             resampling: resampling_probabilities(&cfg, &configuration).map_err(|e| model_err(model_dir, e))?,
             label_manager,
+            float16_logits: true,
         };
         Ok(Self {
             model_dir: model_dir.to_path_buf(),
@@ -795,6 +804,13 @@ pub fn write_case(
 /// A zip archive of `(name, bytes)` entries, deflate-compressed (what `np.savez_compressed` writes; zip64 records are
 /// added where sizes or offsets exceed 32 bits).
 pub fn npz_bytes(entries: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
+    zip_bytes(entries, None)
+}
+
+/// A zip archive of `(name, bytes)` entries: deflate-compressed, or with `stored_alignment = Some(a)` stored
+/// uncompressed with every entry's data starting at a multiple of `a` bytes (padding in the local header's extra
+/// field, as `torch.save` writes its archives).
+pub fn zip_bytes(entries: &[(&str, &[u8])], stored_alignment: Option<usize>) -> std::io::Result<Vec<u8>> {
     use std::io::Write;
     const DOS_DATE: u16 = (1 << 5) | 1; // 1980-01-01
     let mut out: Vec<u8> = Vec::new();
@@ -805,9 +821,18 @@ pub fn npz_bytes(entries: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
     for (name, data) in entries {
         let mut crc = flate2::Crc::new();
         crc.update(data);
-        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(data)?;
-        let comp = enc.finish()?;
+        let comp = match stored_alignment {
+            Some(_) => None,
+            None => {
+                let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+                enc.write_all(data)?;
+                Some(enc.finish()?)
+            }
+        };
+        let (method, comp): (u16, &[u8]) = match &comp {
+            Some(c) => (8, c),
+            None => (0, data),
+        };
         let offset = out.len() as u64;
         let (usize_, csize) = (data.len() as u64, comp.len() as u64);
         let big = usize_ >= u32::MAX as u64 || csize >= u32::MAX as u64;
@@ -816,14 +841,27 @@ pub fn npz_bytes(entries: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
         u32le(&mut out, 0x0403_4b50);
         u16le(&mut out, if big { 45 } else { 20 });
         u16le(&mut out, 0);
-        u16le(&mut out, 8);
+        u16le(&mut out, method);
         u16le(&mut out, 0);
         u16le(&mut out, DOS_DATE);
         u32le(&mut out, crc.sum());
         u32le(&mut out, if big { u32::MAX } else { csize as u32 });
         u32le(&mut out, if big { u32::MAX } else { usize_ as u32 });
+        // extra field: zip64 sizes, then padding up to the alignment (an "FB" field, as PyTorch pads)
+        let zip64_len = if big { 20 } else { 0 };
+        let pad = match stored_alignment {
+            Some(a) if a > 1 => {
+                let unpadded = out.len() + 4 + name.len() + zip64_len;
+                let mut p = (a - unpadded % a) % a;
+                if p > 0 && p < 4 {
+                    p += a; // an extra field needs at least its 4-byte header
+                }
+                p
+            }
+            _ => 0,
+        };
         u16le(&mut out, name.len() as u16);
-        u16le(&mut out, if big { 20 } else { 0 });
+        u16le(&mut out, (zip64_len + pad) as u16);
         out.extend_from_slice(name.as_bytes());
         if big {
             u16le(&mut out, 1);
@@ -831,7 +869,12 @@ pub fn npz_bytes(entries: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
             u64le(&mut out, usize_);
             u64le(&mut out, csize);
         }
-        out.extend_from_slice(&comp);
+        if pad > 0 {
+            u16le(&mut out, 0x4246);
+            u16le(&mut out, (pad - 4) as u16);
+            out.extend(std::iter::repeat_n(b'Z', pad - 4));
+        }
+        out.extend_from_slice(comp);
         // central directory entry
         let mut extra = Vec::new();
         if big {
@@ -845,7 +888,7 @@ pub fn npz_bytes(entries: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
         u16le(&mut central, 45);
         u16le(&mut central, if big || big_off { 45 } else { 20 });
         u16le(&mut central, 0);
-        u16le(&mut central, 8);
+        u16le(&mut central, method);
         u16le(&mut central, 0);
         u16le(&mut central, DOS_DATE);
         u32le(&mut central, crc.sum());
@@ -970,6 +1013,7 @@ mod tests {
                 separate_z_anisotropy_threshold: 3.0,
             },
             label_manager: lm(r#"{"background":0,"a":1,"b":2}"#, None),
+            float16_logits: false,
         }
     }
 
@@ -1148,6 +1192,8 @@ mod nnunet_reference {
                 separate_z_anisotropy_threshold: 3.0,
             },
             label_manager: LabelManager::new(&serde_json::from_str(r#"{"background":0,"a":1,"b":2}"#).unwrap(), None).unwrap(),
+            // the reference called nnU-Net's export on float32 logits
+            float16_logits: false,
         };
         let e = export_case(&logits, 3, [sh[1], sh[2], sh[3]], &props, &s, true);
         assert_eq!(e.shape, [5, 12, 11]);

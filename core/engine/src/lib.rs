@@ -17,3 +17,4 @@ pub mod model_sharing;
 pub mod calibrate;
 pub mod cascade;
 pub mod pretrained;
+pub mod pth;

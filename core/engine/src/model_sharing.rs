@@ -1,9 +1,9 @@
 //! Sharing trained models as zip files: nnU-Net's `nnUNetv2_export_model_to_zip` and
 //! `nnUNetv2_install_pretrained_model_from_zip` (`nnunetv2/model_sharing/`). Entry names are relative to
 //! `nnUNet_results` (`DatasetXXX_Name/<trainer>__<plans>__<configuration>/…`), so installing a zip puts the model
-//! where `nnUNetv2_predict -d XXX` looks for it. Our checkpoints are folders (`checkpoint_final/`, ADR 0007):
-//! `-chk checkpoint_final.pth` exports the file of that name when it exists (a PyTorch nnU-Net model), else the
-//! folder `checkpoint_final/` with everything in it.
+//! where `nnUNetv2_predict -d XXX` looks for it. `-chk checkpoint_final.pth` exports the file of that name when it
+//! exists (Python nnU-Net's checkpoint, or the one training here writes beside its folder, ADR 0014: the zip then
+//! installs into Python nnU-Net too), else our checkpoint folder `checkpoint_final/` (ADR 0007) with everything in it.
 
 use crate::inference::{checkpoint_folder_name, npz_bytes};
 use std::path::{Component, Path, PathBuf};

@@ -10,6 +10,11 @@
 //!   order, as nested arrays (e.g. `class_locations`, NibabelIO's `original_affine`);
 //! * `collections.OrderedDict` as a dict.
 //!
+//! * PyTorch's `torch.save` (zip format, `data.pkl`): storages (persistent ids `('storage', torch.XStorage, key,
+//!   location, numel)`) and tensors (`torch._utils._rebuild_tensor_v2`, parameters via `_rebuild_parameter`) become
+//!   `{"__tensor__": i}` with the i-th [`TensorRef`] returned by [`from_bytes_with_tensors`]; `torch.device('cuda')`
+//!   becomes the string `"cuda"`.
+//!
 //! Any other object (a call of another global, `NEWOBJ`) becomes JSON `null`; the reader never imports or runs
 //! anything. Both what [`crate::inference::pickle_json`] writes and what Python's `pickle.dump` writes for nnU-Net's
 //! properties dicts are read.
@@ -92,7 +97,7 @@ impl Dtype {
     }
 }
 
-fn f16_to_f64(h: u16) -> f64 {
+pub(crate) fn f16_to_f64(h: u16) -> f64 {
     let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
     let exp = ((h >> 10) & 0x1f) as i32;
     let frac = (h & 0x3ff) as f64;
@@ -132,6 +137,10 @@ enum Obj {
     Dtype(Shared<Dtype>),
     /// An ndarray waiting for its `BUILD` state; the decoded nested array once built.
     Array(Shared<Option<Value>>),
+    /// A PyTorch storage (persistent id): storage class name (`FloatStorage`) and its key in the archive.
+    Storage(String, String),
+    /// The i-th tensor of [`from_bytes_with_tensors`].
+    Tensor(usize),
     /// Anything else: read as `null`.
     Opaque,
     Mark,
@@ -167,7 +176,8 @@ impl Obj {
 
     fn to_json(&self) -> Value {
         match self {
-            Obj::None | Obj::Opaque | Obj::Mark | Obj::Global(..) | Obj::Dtype(_) => Value::Null,
+            Obj::None | Obj::Opaque | Obj::Mark | Obj::Global(..) | Obj::Dtype(_) | Obj::Storage(..) => Value::Null,
+            Obj::Tensor(i) => serde_json::json!({ "__tensor__": i }),
             Obj::Bool(b) => Value::Bool(*b),
             Obj::Int(i) => Value::from(*i),
             Obj::Float(f) => float(*f),
@@ -269,9 +279,21 @@ fn unquote(s: &str) -> String {
     inner.to_string()
 }
 
+/// A tensor of a `torch.save` pickle: where its elements are (`data/<storage>` in the archive, of element type
+/// `storage_type`, e.g. `FloatStorage`) and how they are laid out (offset and strides in elements).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorRef {
+    pub storage: String,
+    pub storage_type: String,
+    pub offset: usize,
+    pub shape: Vec<usize>,
+    pub stride: Vec<usize>,
+}
+
 struct Machine {
     stack: Vec<Obj>,
     memo: std::collections::HashMap<usize, Obj>,
+    tensors: Vec<TensorRef>,
 }
 
 impl Machine {
@@ -335,6 +357,24 @@ impl Machine {
         };
         let numpy_core = module.starts_with("numpy") && module.ends_with("multiarray");
         Ok(match (module.as_str(), name.as_str()) {
+            ("torch._utils", "_rebuild_tensor_v2") => match (args.first(), args.get(1), args.get(2), args.get(3)) {
+                (Some(Obj::Storage(storage_type, storage)), Some(Obj::Int(offset)), Some(shape), Some(stride)) => {
+                    let offset = usize::try_from(*offset).or_else(|_| bad("negative tensor offset"))?;
+                    let (shape, stride) = (shape_of(shape)?, shape_of(stride)?);
+                    if shape.len() != stride.len() {
+                        return bad("tensor shape and stride differ in length");
+                    }
+                    self.tensors.push(TensorRef { storage: storage.clone(), storage_type: storage_type.clone(), offset, shape, stride });
+                    Obj::Tensor(self.tensors.len() - 1)
+                }
+                _ => return bad("_rebuild_tensor_v2 without (storage, offset, size, stride)"),
+            },
+            ("torch._utils", "_rebuild_parameter") => args.into_iter().next().unwrap_or(Obj::Opaque),
+            ("torch", "device") => match args.as_slice() {
+                [Obj::Str(kind)] => Obj::Str(kind.clone()),
+                [Obj::Str(kind), Obj::Int(i)] => Obj::Str(format!("{kind}:{i}")),
+                _ => Obj::Opaque,
+            },
             ("numpy", "dtype") => match args.first() {
                 Some(Obj::Str(s)) => match Dtype::parse(s) {
                     Some(d) => Obj::Dtype(Rc::new(RefCell::new(d))),
@@ -468,8 +508,13 @@ fn array_value(shape: &[usize], dtype: &Dtype, fortran: bool, bytes: &[u8]) -> R
 
 /// Read a pickle into a JSON value (see the module documentation for what is understood).
 pub fn from_bytes(bytes: &[u8]) -> Result<Value, PickleError> {
+    from_bytes_with_tensors(bytes).map(|(v, _)| v)
+}
+
+/// Read a pickle into a JSON value and the PyTorch tensors it references (`{"__tensor__": i}` in the value).
+pub fn from_bytes_with_tensors(bytes: &[u8]) -> Result<(Value, Vec<TensorRef>), PickleError> {
     let mut r = Reader { b: bytes, pos: 0 };
-    let mut m = Machine { stack: Vec::new(), memo: std::collections::HashMap::new() };
+    let mut m = Machine { stack: Vec::new(), memo: std::collections::HashMap::new(), tensors: Vec::new() };
     loop {
         let op = r.u8()?;
         match op {
@@ -481,7 +526,24 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Value, PickleError> {
             }
             b'.' => {
                 let top = m.pop()?;
-                return Ok(top.to_json());
+                return Ok((top.to_json(), m.tensors));
+            }
+            b'Q' => {
+                // BINPERSID: torch.save's storages
+                let pid = m.pop()?;
+                let storage = match &pid {
+                    Obj::Tuple(t) => match t.as_slice() {
+                        [Obj::Str(kind), Obj::Global(_, class), Obj::Str(key), ..] if kind == "storage" => {
+                            Some(Obj::Storage(class.clone(), key.clone()))
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match storage {
+                    Some(s) => m.stack.push(s),
+                    None => return bad("persistent id that is not a PyTorch storage"),
+                }
             }
             b'(' => m.stack.push(Obj::Mark),
             b'N' => m.stack.push(Obj::None),

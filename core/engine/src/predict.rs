@@ -3,6 +3,7 @@
 //! space, padding of images smaller than the patch.
 
 use burn::tensor::{Device, Tensor, TensorData};
+use nnunet_augment::tensor::{round_f64_to_f16, round_to_f16};
 use nnunet_core::Network;
 
 /// Tile starts along one axis: `n = ceil((size − patch)/(patch·step)) + 1` tiles, first at 0, last flush with the
@@ -18,8 +19,10 @@ pub fn tile_starts(size: usize, patch: usize, step: f64) -> Vec<usize> {
     (0..n).map(|k| (actual * k as f64).round_ties_even() as usize).collect()
 }
 
-/// The Gaussian importance map of a tile `[z, y, x]` (C order), peak 10. `spatial_dims = 2` ignores axis 0 (2D
-/// networks see `[1, y, x]` tiles). Values that would underflow in fp16 are not special-cased here (fp32).
+/// The Gaussian importance map of a tile `[z, y, x]` (C order) as nnU-Net's `compute_gaussian(patch, 1/8,
+/// value_scaling_factor=10, dtype=torch.float16)`: σ = patch/8, scipy's truncation radius, normalised in float64 to
+/// a peak of 10, rounded to float16, and zeros (underflow) replaced by the smallest non-zero value. `spatial_dims = 2`
+/// ignores axis 0 (2D networks see `[1, y, x]` tiles). The values are float16 numbers held as f32.
 pub fn gaussian_importance(patch: [usize; 3], spatial_dims: usize) -> Vec<f32> {
     let axis = |d: usize| -> Vec<f64> {
         let p = patch[d];
@@ -41,13 +44,14 @@ pub fn gaussian_importance(patch: [usize; 3], spatial_dims: usize) -> Vec<f32> {
     for x in &a {
         for y in &b {
             for z in &c {
-                g.push((x * y * z) as f32);
+                g.push(x * y * z);
             }
         }
     }
-    let max = g.iter().cloned().fold(0.0f32, f32::max);
-    let min_pos = g.iter().cloned().filter(|v| *v > 0.0).fold(f32::MAX, f32::min);
-    g.iter().map(|v| if *v > 0.0 { v / max * 10.0 } else { min_pos / max * 10.0 }).collect()
+    let max = g.iter().cloned().fold(0.0f64, f64::max);
+    let g16: Vec<f32> = g.iter().map(|v| round_f64_to_f16(v / (max / 10.0))).collect();
+    let min_pos = g16.iter().cloned().filter(|v| *v > 0.0).fold(f32::MAX, f32::min);
+    g16.into_iter().map(|v| if v > 0.0 { v } else { min_pos }).collect()
 }
 
 /// Settings of one sliding-window prediction.
@@ -62,11 +66,19 @@ pub struct SlidingWindow {
     pub num_heads: usize,
 }
 
+/// The mirrorings of test-time augmentation in nnU-Net's order (`itertools.combinations` of 1, 2, … axes).
 fn non_empty_subsets(axes: &[usize]) -> Vec<Vec<usize>> {
-    (1..(1u32 << axes.len())).map(|m| axes.iter().enumerate().filter(|(i, _)| m & (1 << i) != 0).map(|(_, a)| *a).collect()).collect()
+    let mut subsets: Vec<Vec<usize>> =
+        (1..(1u32 << axes.len())).map(|m| axes.iter().enumerate().filter(|(i, _)| m & (1 << i) != 0).map(|(_, a)| *a).collect()).collect();
+    subsets.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+    subsets
 }
 
 /// Logits `(heads, z, y, x)` of `image` `(c, z, y, x)`, averaged over mirrorings and weighted by the Gaussian.
+///
+/// As nnU-Net's `_internal_predict_sliding_window_return_logits`, the weighted logits and the weights are summed in
+/// float16 buffers (each tile's fp32 logits times the fp16 Gaussian, added in fp32 and rounded to fp16, tiles in
+/// nnU-Net's order) and divided in float16: the returned values are float16 numbers (held as f32), as nnU-Net's.
 pub fn predict_logits(net: &dyn Network, image: &[f32], shape: [usize; 4], sw: &SlidingWindow, dev: &Device) -> Vec<f32> {
     let [c, z, y, x] = shape;
     // pad to at least the patch, centred
@@ -128,9 +140,10 @@ pub fn predict_logits(net: &dyn Network, image: &[f32], shape: [usize; 4], sw: &
                             for k in 0..px {
                                 let gi = (i * py + j) * px + k;
                                 let dst = ((s0 + i) * padded[1] + s1 + j) * padded[2] + s2 + k;
-                                acc[h * vox + dst] += p[((h * pz + i) * py + j) * px + k] * g[gi];
+                                let a = &mut acc[h * vox + dst];
+                                *a = round_to_f16(*a + p[((h * pz + i) * py + j) * px + k] * g[gi]);
                                 if h == 0 {
-                                    wacc[dst] += g[gi];
+                                    wacc[dst] = round_to_f16(wacc[dst] + g[gi]);
                                 }
                             }
                         }
@@ -146,7 +159,7 @@ pub fn predict_logits(net: &dyn Network, image: &[f32], shape: [usize; 4], sw: &
             for j in 0..y {
                 for k in 0..x {
                     let src = ((i + below[0]) * padded[1] + j + below[1]) * padded[2] + k + below[2];
-                    out[((h * z + i) * y + j) * x + k] = acc[h * vox + src] / wacc[src];
+                    out[((h * z + i) * y + j) * x + k] = round_to_f16(acc[h * vox + src] / wacc[src]);
                 }
             }
         }
@@ -172,9 +185,27 @@ mod tests {
     fn gaussian_matches_spec_vector() {
         let g = gaussian_importance([40, 56, 40], 3);
         let at = |i: usize, j: usize, k: usize| g[(i * 56 + j) * 40 + k];
-        assert!((at(20, 28, 20) - 10.0).abs() < 1e-5);
-        assert!((at(0, 28, 20) - 3.3546e-3).abs() < 1e-7, "{}", at(0, 28, 20));
-        assert!((at(0, 0, 0) - 3.7751e-10).abs() < 1e-13, "{}", at(0, 0, 0));
+        assert_eq!(at(20, 28, 20), 10.0);
+        // float16 values: 3.3546e-3 → 0.0033550262, and 3.7751e-10 underflows to 0 and becomes the smallest value
+        assert_eq!(at(0, 28, 20), nnunet_augment::tensor::round_to_f16(3.3546e-3));
+        assert_eq!(at(0, 0, 0), g.iter().cloned().fold(f32::MAX, f32::min));
+        assert!(at(0, 0, 0) > 0.0 && at(0, 0, 0) < 1e-5, "{}", at(0, 0, 0));
+    }
+
+    /// Every value equals nnU-Net's `compute_gaussian` (float16; tests/fixtures/gaussian/make.py).
+    #[test]
+    fn gaussian_equals_nnunet_float16_map() {
+        let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gaussian/gaussian.json");
+        let want: std::collections::BTreeMap<String, Vec<f32>> = serde_json::from_str(&std::fs::read_to_string(d).unwrap()).unwrap();
+        for (tile, dims, patch) in [("6x8x5", 3, [6, 8, 5]), ("12x16x10", 3, [12, 16, 10]), ("32x32", 2, [1, 32, 32])] {
+            assert_eq!(gaussian_importance(patch, dims), want[tile], "{tile}");
+        }
+    }
+
+    #[test]
+    fn subsets_in_itertools_order() {
+        let s = non_empty_subsets(&[0, 1, 2]);
+        assert_eq!(s, vec![vec![0], vec![1], vec![2], vec![0, 1], vec![0, 2], vec![1, 2], vec![0, 1, 2]]);
     }
 
     #[test]

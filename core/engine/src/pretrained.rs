@@ -3,31 +3,49 @@
 //! network with the same shape and is copied; the segmentation layers keep their fresh initialisation (the
 //! pretraining dataset may have other classes).
 //!
-//! nnU-Net reads a `.pth` file; here CHECKPOINT is one of our checkpoint folders (`…/fold_0/checkpoint_final`, or a
-//! file inside it). The pretrained network is rebuilt from the `plans.json` / `dataset.json` of its training folder.
+//! CHECKPOINT is a `.pth` file (Python nnU-Net's checkpoint, or one this framework wrote), or one of our checkpoint
+//! folders (`…/fold_0/checkpoint_final`, or a file inside it), whose network is rebuilt from the `plans.json` /
+//! `dataset.json` of its training folder.
 
-use crate::checkpoint;
+use crate::checkpoint::{self, Stored};
 use burn::tensor::Device;
 use nnunet_core::architecture::NetworkSpec;
 use nnunet_core::{NamedParam, Network};
 use nnunet_schema::{DatasetJson, Plans};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// nnU-Net's `skip_strings_in_pretrained`.
 pub const SKIP_STRINGS: &[&str] = &[".seg_layers."];
 
-/// The checkpoint folder a `-pretrained_weights` value names (the folder, or a file inside it).
-pub fn checkpoint_dir(path: &Path) -> Result<PathBuf, String> {
-    let dir = if path.is_file() { path.parent().map(Path::to_path_buf).unwrap_or_default() } else { path.to_path_buf() };
-    if !dir.join("checkpoint.json").exists() {
-        return Err(format!(
-            "{}: not a checkpoint of this framework (expected a checkpoint folder such as …/fold_0/checkpoint_final with checkpoint.json \
-             and network.bpk; PyTorch .pth files cannot be read)",
+/// The checkpoint a `-pretrained_weights` value names.
+pub fn checkpoint_at(path: &Path) -> Result<Stored, String> {
+    Stored::at(path).ok_or_else(|| {
+        format!(
+            "{}: not a checkpoint (expected a PyTorch nnU-Net .pth file, or a checkpoint folder of this framework such as \
+             …/fold_0/checkpoint_final with checkpoint.json and network.bpk)",
             path.display()
-        ));
+        )
+    })
+}
+
+/// The parameters of a `.pth` checkpoint's `network_weights`, named by `target`'s parameter paths (PyTorch keys
+/// that `target` does not have are left out; [`transfer`] reports what is missing).
+pub fn pth_parameters(path: &Path, target: &dyn Network) -> Result<Vec<NamedParam>, String> {
+    let c = crate::pth::read_nnunet_checkpoint(path).map_err(|e| e.to_string())?;
+    let shapes: HashMap<String, Vec<usize>> = target.named_parameters().into_iter().map(|p| (p.path, p.shape)).collect();
+    let mut out: Vec<NamedParam> = Vec::new();
+    for k in target.torch_state_dict() {
+        if out.iter().any(|p| p.path == k.path) {
+            continue;
+        }
+        if let Some(t) = c.weights.get(&k.key) {
+            let ours = &shapes[&k.path];
+            let shape = if crate::pth::shapes_match(&t.shape, ours) { ours.clone() } else { t.shape.clone() };
+            out.push(NamedParam { path: k.path.clone(), shape, values: t.values.clone() });
+        }
     }
-    Ok(dir)
+    Ok(out)
 }
 
 /// The parameters of the network stored in checkpoint folder `dir` (rebuilt from its training folder's plans).
@@ -90,13 +108,16 @@ pub fn load_pretrained_weights(
     path: &Path,
     device: &Device,
 ) -> Result<Vec<String>, String> {
-    let dir = checkpoint_dir(path)?;
-    let params = pretrained_parameters(&dir, device)?;
+    let stored = checkpoint_at(path)?;
+    let params = match &stored {
+        Stored::Folder(dir) => pretrained_parameters(dir, device)?,
+        Stored::Pth(file) => pth_parameters(file, target)?,
+    };
     let loaded = match arch.transfer_pretrained(target, &params) {
         Some(r) => r.map_err(|e| e.to_string()),
         None => transfer(target, params).map(|v| v.into_iter().map(|(p, _)| p).collect()),
     };
-    loaded.map_err(|e| format!("{}: {e}", dir.display()))
+    loaded.map_err(|e| format!("{}: {e}", stored.path().display()))
 }
 
 #[cfg(test)]
@@ -146,6 +167,6 @@ mod tests {
         let mut target = net(3, [6, 8], 2);
         let e = transfer(target.as_mut(), source.named_parameters()).unwrap_err();
         assert!(e.contains("encoder.stages.0.convs.0.conv.weight") && e.contains("problems"), "{e}");
-        assert_eq!(checkpoint_dir(Path::new("/nonexistent/fold_0/checkpoint_final")).unwrap_err().contains("not a checkpoint"), true);
+        assert!(checkpoint_at(Path::new("/nonexistent/fold_0/checkpoint_final")).unwrap_err().contains("not a checkpoint"));
     }
 }

@@ -320,9 +320,17 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     let mut resume_note = None;
     if req.continue_training {
         match checkpoint::resume_candidate(&fold_dir) {
-            Some(dir) => {
-                let (meta, o) = checkpoint::load(&dir, net.as_mut(), Some(optim)).map_err(|e| input(e.to_string()))?;
-                optim = o.expect("optimizer passed in");
+            Some(stored) => {
+                let meta = match &stored {
+                    checkpoint::Stored::Folder(dir) => {
+                        let (meta, o) = checkpoint::load(dir, net.as_mut(), Some(optim)).map_err(|e| input(e.to_string()))?;
+                        optim = o.expect("optimizer passed in");
+                        meta
+                    }
+                    // Python nnU-Net's checkpoint: weights, epoch, logging; SGD's momentum restarts
+                    checkpoint::Stored::Pth(_) => stored.load_network(net.as_mut()).map_err(|e| input(e.to_string()))?,
+                };
+                let dir = stored.path().to_path_buf();
                 log = meta.logging;
                 best_ema = meta.best_ema;
                 start_epoch = meta.current_epoch;
@@ -479,8 +487,9 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
             if new_best {
                 best_ema = Some(ema);
                 let _ = text.new_best_ema(LogTime::now(), ema);
-                checkpoint::save(&fold_dir.join("checkpoint_best"), net.as_ref(), Some(&optim), &meta_for(epoch + 1, &log, best_ema))
-                    .map_err(|e| input(e.to_string()))?;
+                let meta = meta_for(epoch + 1, &log, best_ema);
+                checkpoint::save(&fold_dir.join("checkpoint_best"), net.as_ref(), Some(&optim), &meta).map_err(|e| input(e.to_string()))?;
+                write_pth(req, &fold_dir.join("checkpoint_best.pth"), net.as_ref(), &meta, lr)?;
             }
         } else if new_best {
             best_ema = Some(ema);
@@ -497,8 +506,10 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         events(TrainEvent::EpochEnd { epoch, train_loss, val_loss, dice, ema, seconds, lr, new_best });
     }
     if !req.disable_checkpointing {
-        checkpoint::save(&fold_dir.join("checkpoint_final"), net.as_ref(), Some(&optim), &meta_for(n_epochs, &log, best_ema))
-            .map_err(|e| input(e.to_string()))?;
+        let meta = meta_for(n_epochs, &log, best_ema);
+        checkpoint::save(&fold_dir.join("checkpoint_final"), net.as_ref(), Some(&optim), &meta).map_err(|e| input(e.to_string()))?;
+        let lr = log.lrs.last().copied().unwrap_or(req.trainer.initial_lr);
+        write_pth(req, &fold_dir.join("checkpoint_final.pth"), net.as_ref(), &meta, lr)?;
         let _ = std::fs::remove_dir_all(fold_dir.join("checkpoint_latest"));
     }
     write_debug_json(req, &st, &fold_dir, net.num_params(), &memory)?;
@@ -509,6 +520,15 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         let _ = text.log(&format!("Mean Validation Dice: {}", s.foreground_mean.Dice));
     }
     Ok(TrainOutcome { fold_dir, epochs_run: n_epochs.saturating_sub(start_epoch), log })
+}
+
+/// The checkpoint also as Python nnU-Net's `.pth` (network weights, logging, init args; see [`crate::pth`]), so
+/// Python nnU-Net predicts with, exports or fine-tunes from a model trained here.
+fn write_pth(req: &TrainRequest, path: &Path, net: &dyn Network, meta: &CheckpointMeta, lr: f64) -> Result<(), TrainError> {
+    let plans = serde_json::to_value(&req.plans).map_err(|e| io(path, e))?;
+    let dataset_json = serde_json::to_value(&req.dataset_json).map_err(|e| io(path, e))?;
+    let group = crate::pth::OptimizerGroup::new(&req.trainer, lr);
+    crate::pth::write_nnunet_checkpoint(path, net, meta, &group, &plans, &dataset_json).map_err(|e| io(path, e))
 }
 
 /// nnU-Net's `perform_actual_validation`: predict the fold's validation cases from their preprocessed arrays with the
