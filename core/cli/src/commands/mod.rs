@@ -48,12 +48,12 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     (
         "train",
         train::run,
-        "implemented on the CPU (nnUNetTrainer recipe, presets, --c incl. data-stream state, -pretrained_weights, cascade, --npz, final validation, --val/--val_best; --arch extension); -num_gpus N (data parallel; on the CPU as N replicas); --precision (LibTorch autocast); -device cuda in LibTorch builds (feature tch), not yet measured on a GPU",
+        "implemented on the CPU (nnUNetTrainer recipe, presets, --c incl. data-stream state, -pretrained_weights (a Python nnU-Net .pth or our checkpoint), checkpoint_final/best.pth written for Python nnU-Net, cascade, --npz, final validation, --val/--val_best; --arch extension); -num_gpus N (data parallel; on the CPU as N replicas); --precision (LibTorch autocast); -device cuda in LibTorch builds (feature tch), not yet measured on a GPU",
     ),
     (
         "predict",
         predict::predict,
-        "implemented on the CPU (sliding window, mirror TTA, fold ensembling, export with the input's geometry, --save_probabilities .npz/.pkl, cascade); -device cuda in LibTorch builds (feature tch, fp16 autocast as nnU-Net), not yet measured on a GPU",
+        "implemented on the CPU (model folders of Python nnU-Net (.pth) or ours; sliding window summed in float16 as nnU-Net, mirror TTA, fold ensembling, export with the input's geometry, --save_probabilities .npz/.pkl, cascade); -device cuda in LibTorch builds (feature tch, fp16 autocast as nnU-Net), not yet measured on a GPU",
     ),
     ("predict-from-modelfolder", predict::predict_from_modelfolder, "implemented on the CPU (as predict, with -m MODEL_FOLDER)"),
     (
