@@ -26,8 +26,7 @@ fn build(enc: Encoder, kwargs: Value, in_channels: usize, out_channels: usize) -
 }
 
 fn check(name: &str, net: &dyn nnunet_core::Network) {
-    let fixture: Value =
-        serde_json::from_str(include_str!("fixtures/torch_state_dict_keys.json")).expect("fixture");
+    let fixture: Value = serde_json::from_str(include_str!("fixtures/torch_state_dict_keys.json")).expect("fixture");
     let expected: Vec<(String, Vec<usize>)> = serde_json::from_value(fixture[name].clone()).unwrap();
     let ours = net.torch_state_dict();
     let keys: Vec<&str> = ours.iter().map(|k| k.key.as_str()).collect();
