@@ -49,6 +49,23 @@ fn training_learns_on_real_data_and_the_model_predicts() {
         assert!(fold.join(f).exists(), "{f} missing");
     }
     assert!(!fold.join("checkpoint_latest").exists(), "checkpoint_latest is removed at the end");
+    // the final and best checkpoints also as Python nnU-Net's .pth (ADR 0014), holding the same weights
+    for name in ["checkpoint_final", "checkpoint_best"] {
+        use nnunet_engine::checkpoint::Stored;
+        let folder = Stored::locate(&fold, name).unwrap();
+        let pth = Stored::Pth(fold.join(format!("{name}.pth")));
+        assert!(matches!(folder, Stored::Folder(_)), "{name}: our folder comes first");
+        let (mut a, mut b) = (tiny_network(&out), tiny_network(&out));
+        let (ma, mb) = (folder.load_network(a.as_mut()).unwrap(), pth.load_network(b.as_mut()).unwrap());
+        assert_eq!(a.named_parameters(), b.named_parameters(), "{name}: .pth weights differ from the folder's");
+        assert_eq!((ma.current_epoch, ma.best_ema, ma.rng), (mb.current_epoch, mb.best_ema, mb.rng), "{name}");
+        let (la, lb) = (&ma.logging, &mb.logging);
+        assert_eq!(
+            (&ma.trainer_name, &ma.configuration, &la.train_losses, &la.lrs),
+            (&mb.trainer_name, &mb.configuration, &lb.train_losses, &lb.lrs),
+            "{name}"
+        );
+    }
     for f in ["plans.json", "dataset.json", "dataset_fingerprint.json"] {
         assert!(out.join(f).exists(), "{f} copy missing");
     }
@@ -131,4 +148,15 @@ fn training_learns_on_real_data_and_the_model_predicts() {
     let r = run(&bin.path().join("nnUNetv2_train"), &["4", "3d_tiny", "0", "-tr", "nnUNetTrainerSmoke", "-device", "cpu", "--val"], &env);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("validation finished"), "{}", r.stdout);
+}
+
+/// The network of the trained `3d_tiny` configuration (with its deep-supervision heads, as trained).
+fn tiny_network(model: &std::path::Path) -> Box<dyn nnunet_core::Network> {
+    use nnunet_builtin as _;
+    let plans: nnunet_schema::Plans = nnunet_schema::json::read_json(&model.join("plans.json")).unwrap();
+    let dataset_json: nnunet_schema::DatasetJson = nnunet_schema::json::read_json(&model.join("dataset.json")).unwrap();
+    let c = plans.configuration("3d_tiny").unwrap();
+    let (class, spec) = nnunet_core::architecture::NetworkSpec::from_configuration(&c, &dataset_json, true).unwrap();
+    let arch = nnunet_core::registry::architectures().unwrap().get(&class).unwrap();
+    (arch.make)().build(&spec, &burn::tensor::Device::default()).unwrap()
 }
