@@ -8,17 +8,36 @@ use nnunet_core::Network;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Per-epoch lists, as nnU-Net's logger keeps them.
+/// Per-epoch lists, as nnU-Net's logger keeps them. NaN (e.g. the pseudo Dice of an epoch without foreground) is
+/// written as JSON `null` and read back as NaN.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingLog {
+    #[serde(deserialize_with = "floats_or_nan")]
     pub mean_fg_dice: Vec<f64>,
+    #[serde(deserialize_with = "floats_or_nan")]
     pub ema_fg_dice: Vec<f64>,
+    #[serde(deserialize_with = "nested_floats_or_nan")]
     pub dice_per_class_or_region: Vec<Vec<f64>>,
+    #[serde(deserialize_with = "floats_or_nan")]
     pub train_losses: Vec<f64>,
+    #[serde(deserialize_with = "floats_or_nan")]
     pub val_losses: Vec<f64>,
+    #[serde(deserialize_with = "floats_or_nan")]
     pub lrs: Vec<f64>,
+    #[serde(deserialize_with = "floats_or_nan")]
     pub epoch_start_timestamps: Vec<f64>,
+    #[serde(deserialize_with = "floats_or_nan")]
     pub epoch_end_timestamps: Vec<f64>,
+}
+
+fn floats_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    let v: Vec<Option<f64>> = Deserialize::deserialize(d)?;
+    Ok(v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+}
+
+fn nested_floats_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<f64>>, D::Error> {
+    let v: Vec<Vec<Option<f64>>> = Deserialize::deserialize(d)?;
+    Ok(v.into_iter().map(|r| r.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect()).collect())
 }
 
 /// `checkpoint.json`.
@@ -172,5 +191,27 @@ impl Stored {
                 Ok(c.meta)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log with NaN (an epoch without foreground: pseudo Dice NaN) survives checkpoint.json (JSON has no NaN).
+    #[test]
+    fn nan_in_the_log_reads_back() {
+        let log = TrainingLog {
+            mean_fg_dice: vec![f64::NAN, 0.5],
+            dice_per_class_or_region: vec![vec![f64::NAN, 0.25]],
+            train_losses: vec![-0.1],
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&log).unwrap();
+        assert!(text.contains("null"), "{text}");
+        let back: TrainingLog = serde_json::from_str(&text).unwrap();
+        assert!(back.mean_fg_dice[0].is_nan() && back.mean_fg_dice[1] == 0.5);
+        assert!(back.dice_per_class_or_region[0][0].is_nan() && back.dice_per_class_or_region[0][1] == 0.25);
+        assert_eq!(back.train_losses, vec![-0.1]);
     }
 }

@@ -13,7 +13,8 @@
 //! * PyTorch's `torch.save` (zip format, `data.pkl`): storages (persistent ids `('storage', torch.XStorage, key,
 //!   location, numel)`) and tensors (`torch._utils._rebuild_tensor_v2`, parameters via `_rebuild_parameter`) become
 //!   `{"__tensor__": i}` with the i-th [`TensorRef`] returned by [`from_bytes_with_tensors`]; `torch.device('cuda')`
-//!   becomes the string `"cuda"`.
+//!   becomes the string `"cuda"`; protocol 2's `_codecs.encode(text, 'latin1')` (bytes, e.g. of numpy scalars) is
+//!   understood.
 //!
 //! Any other object (a call of another global, `NEWOBJ`) becomes JSON `null`; the reader never imports or runs
 //! anything. Both what [`crate::inference::pickle_json`] writes and what Python's `pickle.dump` writes for nnU-Net's
@@ -368,6 +369,16 @@ impl Machine {
                     Obj::Tensor(self.tensors.len() - 1)
                 }
                 _ => return bad("_rebuild_tensor_v2 without (storage, offset, size, stride)"),
+            },
+            // protocol 2 has no bytes opcode: numpy scalars' raw bytes come as `_codecs.encode(text, 'latin1')`
+            ("_codecs", "encode") => match args.as_slice() {
+                [Obj::Str(text), Obj::Str(enc)] if enc == "latin1" || enc == "latin-1" => {
+                    match text.chars().map(|c| u8::try_from(c as u32)).collect::<Result<Vec<u8>, _>>() {
+                        Ok(b) => Obj::Bytes(b),
+                        Err(_) => return bad("_codecs.encode: text outside latin-1"),
+                    }
+                }
+                _ => Obj::Opaque,
             },
             ("torch._utils", "_rebuild_parameter") => args.into_iter().next().unwrap_or(Obj::Opaque),
             ("torch", "device") => match args.as_slice() {
@@ -745,5 +756,21 @@ pub fn from_bytes_with_tensors(bytes: &[u8]) -> Result<(Value, Vec<TensorRef>), 
             }
             other => return bad(format!("unsupported opcode 0x{other:02x} at byte {}", r.pos - 1)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Protocol 2 (what torch.save uses): numpy scalars' bytes come through `_codecs.encode(text, 'latin1')`.
+    /// `pickle.dumps({'a': [np.float32(0.32994902), np.float64(-1.5)], 'b': np.float32(0.0)}, protocol=2)`, numpy 2.4.
+    #[test]
+    fn numpy_scalars_of_protocol_2() {
+        let bytes = b"\x80\x02\x7d\x71\x00\x28\x58\x01\x00\x00\x00\x61\x71\x01\x5d\x71\x02\x28\x63\x6e\x75\x6d\x70\x79\x2e\x5f\x63\x6f\x72\x65\x2e\x6d\x75\x6c\x74\x69\x61\x72\x72\x61\x79\x0a\x73\x63\x61\x6c\x61\x72\x0a\x71\x03\x63\x6e\x75\x6d\x70\x79\x0a\x64\x74\x79\x70\x65\x0a\x71\x04\x58\x02\x00\x00\x00\x66\x34\x71\x05\x89\x88\x87\x71\x06\x52\x71\x07\x28\x4b\x03\x58\x01\x00\x00\x00\x3c\x71\x08\x4e\x4e\x4e\x4a\xff\xff\xff\xff\x4a\xff\xff\xff\xff\x4b\x00\x74\x71\x09\x62\x63\x5f\x63\x6f\x64\x65\x63\x73\x0a\x65\x6e\x63\x6f\x64\x65\x0a\x71\x0a\x58\x06\x00\x00\x00\x14\xc3\xaf\xc2\xa8\x3e\x71\x0b\x58\x06\x00\x00\x00\x6c\x61\x74\x69\x6e\x31\x71\x0c\x86\x71\x0d\x52\x71\x0e\x86\x71\x0f\x52\x71\x10\x68\x03\x68\x04\x58\x02\x00\x00\x00\x66\x38\x71\x11\x89\x88\x87\x71\x12\x52\x71\x13\x28\x4b\x03\x68\x08\x4e\x4e\x4e\x4a\xff\xff\xff\xff\x4a\xff\xff\xff\xff\x4b\x00\x74\x71\x14\x62\x68\x0a\x58\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\xc3\xb8\xc2\xbf\x71\x15\x68\x0c\x86\x71\x16\x52\x71\x17\x86\x71\x18\x52\x71\x19\x65\x58\x01\x00\x00\x00\x62\x71\x1a\x68\x03\x68\x07\x68\x0a\x58\x04\x00\x00\x00\x00\x00\x00\x00\x71\x1b\x68\x0c\x86\x71\x1c\x52\x71\x1d\x86\x71\x1e\x52\x71\x1f\x75\x2e";
+        let v = from_bytes(bytes).unwrap();
+        assert_eq!(v["a"][0].as_f64().unwrap(), 0.32994902f32 as f64);
+        assert_eq!(v["a"][1].as_f64().unwrap(), -1.5);
+        assert_eq!(v["b"].as_f64().unwrap(), 0.0);
     }
 }
