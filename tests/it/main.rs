@@ -11,5 +11,6 @@ mod model_selection;
 mod pipeline;
 mod plugins;
 mod predict;
+mod pth;
 mod resume;
 mod train;
