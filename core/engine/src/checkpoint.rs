@@ -173,23 +173,49 @@ impl Stored {
         }
     }
 
-    /// The checkpoint's metadata (a `.pth` file is read whole).
-    pub fn read_meta(&self) -> Result<CheckpointMeta, CheckpointError> {
+    /// Read the checkpoint: its metadata now, the network's parameters on [`Opened::load_network`] (a `.pth` file is
+    /// read once, whole).
+    pub fn open(&self) -> Result<Opened, CheckpointError> {
         match self {
-            Stored::Folder(d) => read_meta(d),
-            Stored::Pth(p) => crate::pth::read_nnunet_checkpoint(p).map(|c| c.meta).map_err(|e| io(p, e.message)),
+            Stored::Folder(d) => Ok(Opened::Folder(d.clone(), read_meta(d)?)),
+            Stored::Pth(p) => {
+                crate::pth::read_nnunet_checkpoint(p).map(|c| Opened::Pth(p.clone(), Box::new(c))).map_err(|e| io(p, e.message))
+            }
         }
+    }
+
+    /// The checkpoint's metadata.
+    pub fn read_meta(&self) -> Result<CheckpointMeta, CheckpointError> {
+        self.open().map(|o| o.meta().clone())
     }
 
     /// Load the network's parameters (not the optimizer state); returns the metadata.
     pub fn load_network(&self, net: &mut dyn Network) -> Result<CheckpointMeta, CheckpointError> {
+        let opened = self.open()?;
+        opened.load_network(net)?;
+        Ok(opened.meta().clone())
+    }
+}
+
+/// A checkpoint read by [`Stored::open`].
+pub enum Opened {
+    Folder(PathBuf, CheckpointMeta),
+    Pth(PathBuf, Box<crate::pth::NnunetCheckpoint>),
+}
+
+impl Opened {
+    pub fn meta(&self) -> &CheckpointMeta {
         match self {
-            Stored::Folder(d) => load(d, net, None).map(|(meta, _)| meta),
-            Stored::Pth(p) => {
-                let c = crate::pth::read_nnunet_checkpoint(p).map_err(|e| io(p, e.message))?;
-                crate::pth::load_state_dict(net, &c.weights).map_err(|e| io(p, e))?;
-                Ok(c.meta)
-            }
+            Opened::Folder(_, m) => m,
+            Opened::Pth(_, c) => &c.meta,
+        }
+    }
+
+    /// Put the checkpoint's parameters into `net`.
+    pub fn load_network(&self, net: &mut dyn Network) -> Result<(), CheckpointError> {
+        match self {
+            Opened::Folder(d, _) => net.load_file(&d.join("network.bpk")).map_err(|e| io(d, e)),
+            Opened::Pth(p, c) => crate::pth::load_state_dict(net, &c.weights).map(|_| ()).map_err(|e| io(p, e)),
         }
     }
 }

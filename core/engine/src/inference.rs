@@ -427,7 +427,8 @@ impl Predictor {
                 model_err(model_dir, format!("fold {f}: checkpoint {} (our folder) or {}.pth not found", fold.join(chk).display(), chk))
             })
         };
-        let first = stored(&folds[0])?.read_meta().map_err(|e| model_err(model_dir, e))?;
+        let mut first_opened = Some(stored(&folds[0])?.open().map_err(|e| model_err(model_dir, e))?);
+        let first = first_opened.as_ref().map(|o| o.meta().clone()).expect("just opened");
         let configuration = first.configuration.clone();
         let cfg = plans.configuration(&configuration).map_err(|e| model_err(model_dir, e))?;
         let preprocess = PreprocessConfig::from_plans(&plans, &configuration, &dataset_json).map_err(|e| model_err(model_dir, e))?;
@@ -449,7 +450,11 @@ impl Predictor {
         let architecture = (entry.make)();
         let mut networks = Vec::new();
         for f in &folds {
-            let chk = stored(f)?;
+            // the first fold's checkpoint is read once (a .pth holds the weights with the metadata)
+            let chk = match first_opened.take() {
+                Some(o) => o,
+                None => stored(f)?.open().map_err(|e| model_err(model_dir, format!("fold {f}: {e}")))?,
+            };
             let mut net = architecture.build(&spec, device).map_err(|e| model_err(model_dir, format!("building {class}: {e}")))?;
             chk.load_network(net.as_mut()).map_err(|e| model_err(model_dir, format!("fold {f}: {e}")))?;
             net.to_device(device);

@@ -35,14 +35,16 @@ pub fn pth_parameters(path: &Path, target: &dyn Network) -> Result<Vec<NamedPara
     let c = crate::pth::read_nnunet_checkpoint(path).map_err(|e| e.to_string())?;
     let shapes: HashMap<String, Vec<usize>> = target.named_parameters().into_iter().map(|p| (p.path, p.shape)).collect();
     let mut out: Vec<NamedParam> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for k in target.torch_state_dict() {
-        if out.iter().any(|p| p.path == k.path) {
+        if seen.contains(&k.path) {
             continue;
         }
         if let Some(t) = c.weights.get(&k.key) {
             let ours = &shapes[&k.path];
             let shape = if crate::pth::shapes_match(&t.shape, ours) { ours.clone() } else { t.shape.clone() };
-            out.push(NamedParam { path: k.path.clone(), shape, values: t.values.clone() });
+            seen.insert(k.path.clone());
+            out.push(NamedParam { path: k.path, shape, values: t.values.clone() });
         }
     }
     Ok(out)

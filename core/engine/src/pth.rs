@@ -142,10 +142,6 @@ pub struct NnunetCheckpoint {
     pub dataset_json: Value,
 }
 
-fn floats(v: Option<&Value>) -> Vec<f64> {
-    v.and_then(Value::as_array).map(|a| a.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect()).unwrap_or_default()
-}
-
 /// Read a checkpoint written by Python nnU-Net's trainer (or by [`write_nnunet_checkpoint`]).
 pub fn read_nnunet_checkpoint(path: &Path) -> Result<NnunetCheckpoint, PthError> {
     let file = read(path)?;
@@ -170,20 +166,11 @@ pub fn read_nnunet_checkpoint(path: &Path) -> Result<NnunetCheckpoint, PthError>
         .and_then(|c| c.get("architecture")?.get("network_class_name")?.as_str().map(str::to_string))
         .unwrap_or_default();
     let ours = root.get(OUR_KEY);
-    let log = root.get("logging");
-    let get = |k: &str| log.and_then(|l| l.get(k));
-    let logging = TrainingLog {
-        mean_fg_dice: floats(get("mean_fg_dice")),
-        ema_fg_dice: floats(get("ema_fg_dice")),
-        dice_per_class_or_region: get("dice_per_class_or_region")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().map(|x| floats(Some(x))).collect())
-            .unwrap_or_default(),
-        train_losses: floats(get("train_losses")),
-        val_losses: floats(get("val_losses")),
-        lrs: floats(get("lrs")),
-        epoch_start_timestamps: floats(get("epoch_start_timestamps")),
-        epoch_end_timestamps: floats(get("epoch_end_timestamps")),
+    // nnU-Net's logger dict has the keys and lists of `TrainingLog` (numpy scalars read as numbers, NaN as null)
+    let logging = match root.get("logging") {
+        Some(l) => serde_json::from_value::<TrainingLog>(l.clone())
+            .map_err(|e| err(path, format!("'logging' is not nnU-Net's logger dictionary: {e}")))?,
+        None => TrainingLog::default(),
     };
     let fold = match init.get("fold") {
         Some(Value::String(s)) => s.clone(),
@@ -485,7 +472,7 @@ pub fn write_nnunet_checkpoint(
         ("epoch_end_timestamps".into(), Py::floats(&l.epoch_end_timestamps)),
     ]);
     let fold = meta.fold.parse::<i64>().map(Py::Int).unwrap_or_else(|_| Py::Str(meta.fold.clone()));
-    let root = Py::Dict(vec![
+    let mut root = vec![
         ("network_weights".into(), Py::OrderedDict(weights)),
         (
             "optimizer_state".into(),
@@ -513,7 +500,7 @@ pub fn write_nnunet_checkpoint(
                 None => Py::None,
             },
         ),
-    ]);
+    ];
     let mut ours = vec![("deep_supervision".to_string(), meta.deep_supervision.map(Py::Bool).unwrap_or(Py::None))];
     if let Some(r) = meta.rng {
         ours.push((
@@ -525,9 +512,8 @@ pub fn write_nnunet_checkpoint(
             ]),
         ));
     }
-    let Py::Dict(mut items) = root else { unreachable!("the checkpoint is a dict") };
-    items.push((OUR_KEY.into(), Py::Dict(ours)));
-    let root = Py::Dict(items);
+    root.push((OUR_KEY.into(), Py::Dict(ours)));
+    let root = Py::Dict(root);
     let mut p = Pickler { out: vec![0x80, 2] };
     p.emit(&root);
     p.out.push(b'.');
