@@ -203,7 +203,7 @@ fn cascade_batches_carry_the_previous_stage_one_hot() {
             }
         }
     }
-    let locs: ClassLocations = vec![(ClassKey::Label(1), vec![[0, 8, 8, 5]]), (ClassKey::Label(2), vec![[0, 8, 8, 10]])];
+    let locs: ClassLocations = vec![(ClassKey::Label(1), vec![[8, 8, 5]]), (ClassKey::Label(2), vec![[8, 8, 10]])];
     let mut src = InMemorySource::default();
     src.push(Tensor::new(img, 1, shape), Tensor::new(seg.clone(), 2, shape), locs);
     let src = Arc::new(src);

@@ -75,7 +75,7 @@ fn crop_bounds_follow_get_bbox() {
 #[test]
 fn forced_foreground_centers_on_a_stored_voxel() {
     let s = sampler([20, 20, 20], [16, 16, 16]);
-    let loc = vec![(ClassKey::Label(1), vec![[0, 30, 5, 40]]), (ClassKey::Label(2), vec![]), (ClassKey::Label(3), vec![[0, 2, 3, 4]])];
+    let loc = vec![(ClassKey::Label(1), vec![[30, 5, 40]]), (ClassKey::Label(2), vec![]), (ClassKey::Label(3), vec![[2, 3, 4]])];
     let meta = CaseMeta { shape: [50, 50, 50], num_channels: 1, class_locations: loc };
     let b = s.bounds(meta.shape);
     assert_eq!(b.lb, [-2, -2, -2]);
@@ -109,7 +109,7 @@ fn forced_foreground_centers_on_a_stored_voxel() {
 fn ignore_label_centers_random_samples_on_annotated_voxels() {
     let key = ClassKey::Region(vec![-1, 0, 1]);
     let s = PatchSampler { patch_size: [8, 8, 8], final_patch_size: [8, 8, 8], annotated_key: Some(key.clone()) };
-    let loc = vec![(ClassKey::Label(1), vec![[0, 20, 20, 20]]), (key, vec![[0, 10, 11, 12]])];
+    let loc = vec![(ClassKey::Label(1), vec![[20, 20, 20]]), (key, vec![[10, 11, 12]])];
     let meta = CaseMeta { shape: [40, 40, 40], num_channels: 1, class_locations: loc };
     let mut rng = Rng::new(3);
     for _ in 0..50 {
@@ -155,7 +155,7 @@ fn two_d_configs_sample_slices_of_3d_volumes() {
     let mut seg = vec![0i16; 7 * 64];
     seg[5 * 64 + 3 * 8 + 3] = 1;
     let mut src = InMemorySource::default();
-    src.push(Tensor::new(img, 1, shape), Tensor::new(seg, 1, shape), vec![(ClassKey::Label(1), vec![[0, 5, 3, 3]])]);
+    src.push(Tensor::new(img, 1, shape), Tensor::new(seg, 1, shape), vec![(ClassKey::Label(1), vec![[5, 3, 3]])]);
     let loader = loader_2d(Arc::new(src), 3);
     let mut slices = std::collections::BTreeSet::new();
     for k in 0..200 {
@@ -181,7 +181,7 @@ fn batches_are_deterministic_per_seed_and_index() {
     let img: Vec<f32> = (0..1440).map(|i| (i % 17) as f32).collect();
     let seg: Vec<i16> = (0..1440).map(|i| ((i / 7) % 3) as i16).collect();
     let mut src = InMemorySource::default();
-    src.push(Tensor::new(img, 1, shape), Tensor::new(seg, 1, shape), vec![(ClassKey::Label(1), vec![[0, 4, 4, 4]])]);
+    src.push(Tensor::new(img, 1, shape), Tensor::new(seg, 1, shape), vec![(ClassKey::Label(1), vec![[4, 4, 4]])]);
     let cfg = PipelineConfig { ds_scales: Some(vec![vec![1.0; 3], vec![0.5; 3]]), ..PipelineConfig::for_patch(&[8, 8, 8]) };
     let da = configure_da(&[8, 8, 8]);
     let l = DataLoader::new(

@@ -203,7 +203,7 @@ fn producer_loader() -> Arc<DataLoader<InMemorySource>> {
     let mut rng = Rng::new(0);
     let s = random_sample(&mut rng, 1, shape);
     let mut src = InMemorySource::default();
-    src.push(s.image, s.seg, vec![(ClassKey::Label(1), vec![[0, 6, 6, 6]])]);
+    src.push(s.image, s.seg, vec![(ClassKey::Label(1), vec![[6, 6, 6]])]);
     let cfg = PipelineConfig::for_patch(&[8, 8, 8]);
     let da = configure_da(&[8, 8, 8]);
     Arc::new(

@@ -1,11 +1,11 @@
 //! The training loop's case source: the fold's preprocessed cases read patch by patch from their `.npy` files
 //! ([`nnunet_data::npy::NpyFile::read_box`]) instead of being loaded whole, as nnU-Net's data loader reads its blosc2
-//! files lazily. Memory then stays at the class locations and the patches in flight whatever the dataset's size; the
-//! operating system's page cache keeps a small dataset in memory after the first epoch. A cascade stage carries the
-//! previous stage's segmentation (a separate `.npz`, see `cascade.rs`) as a second segmentation channel; those are
-//! int16 volumes held in memory.
+//! files lazily. Memory then stays at the class locations (12 bytes per stored location, held once) and the patches
+//! in flight whatever the dataset's size; the operating system's page cache keeps a small dataset in memory after the
+//! first epoch. A cascade stage carries the previous stage's segmentation (a separate `.npz`, see `cascade.rs`) as a
+//! second segmentation channel; those are int16 volumes held in memory.
 
-use nnunet_augment::{AugmentError, CaseMeta, CaseSource, ClassKey as AugKey, Tensor, crop_and_pad};
+use nnunet_augment::{AugmentError, CaseMeta, CaseSource, ClassKey as AugKey, ClassLocations, Tensor, crop_and_pad};
 use nnunet_data::class_locations::ClassKey as DataKey;
 use nnunet_data::storage::StoredCase;
 use std::path::Path;
@@ -30,6 +30,29 @@ fn convert_key(k: &DataKey) -> AugKey {
     }
 }
 
+/// The sampler's form of a case's stored class locations: spatial coordinates `[z, y, x]`, each checked to lie in
+/// the case's `shape` (nnU-Net's `[c, z, y, x]` has the channel index first; it must be 0).
+fn compact_locations(stored: &nnunet_data::class_locations::ClassLocations, shape: [usize; 3]) -> Result<ClassLocations, String> {
+    stored
+        .0
+        .iter()
+        .map(|(k, voxels)| {
+            let inside = |v: &[i64; 4]| -> Option<[u32; 3]> {
+                let ok = v[0] == 0 && (0..3).all(|d| v[d + 1] >= 0 && (v[d + 1] as u64) < shape[d] as u64);
+                ok.then(|| [v[1] as u32, v[2] as u32, v[3] as u32])
+            };
+            let compact: Option<Vec<[u32; 3]>> = voxels.iter().map(inside).collect();
+            match compact {
+                Some(c) => Ok((convert_key(k), c)),
+                None => {
+                    let bad = voxels.iter().find(|v| inside(v).is_none()).unwrap();
+                    Err(format!("class_locations[{}] holds {bad:?}, not a voxel [0, z, y, x] of the case's shape {shape:?}", k.json_key()))
+                }
+            }
+        })
+        .collect()
+}
+
 /// The previous stage's segmentation of `id`, which must have the preprocessed case's shape.
 pub(crate) fn read_prev_stage(folder: &Path, id: &str, shape: [usize; 3]) -> Result<Vec<i16>, String> {
     let (seg, s) = crate::cascade::read_previous_stage_segmentation(folder, id).map_err(|e| e.to_string())?;
@@ -46,17 +69,17 @@ impl DiskSource {
         let mut cases = Vec::with_capacity(ids.len());
         let mut problems = Vec::new();
         for id in ids {
-            let opened = nnunet_data::storage::open_case(dir, id).map_err(|e| e.to_string()).and_then(|stored| {
+            let opened = nnunet_data::storage::open_case(dir, id).map_err(|e| e.to_string()).and_then(|mut stored| {
                 let prev = match prev_stage {
                     Some(folder) => Some(Tensor::new(read_prev_stage(folder, id, stored.shape)?, 1, stored.shape)),
                     None => None,
                 };
-                let class_locations = stored
-                    .properties
-                    .class_locations
-                    .as_ref()
-                    .map(|l| l.0.iter().map(|(k, v)| (convert_key(k), v.clone())).collect())
-                    .unwrap_or_default();
+                // held once, compactly, for the whole run: the properties' own copy is dropped
+                let class_locations = match stored.properties.class_locations.take() {
+                    Some(l) => compact_locations(&l, stored.shape)
+                        .map_err(|e| format!("{}: {e}", nnunet_data::storage::case_paths(dir, id).2.display()))?,
+                    None => Vec::new(),
+                };
                 let meta = Arc::new(CaseMeta { shape: stored.shape, num_channels: stored.channels, class_locations });
                 Ok(Case { stored, prev, meta })
             });
@@ -145,6 +168,35 @@ mod tests {
             }
         }
         assert!(matches!(disk.read_patch(3, [0; 3], [1; 3]), Err(AugmentError::NoSuchCase(3))));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The class locations are held once, as spatial coordinates; a location outside the case is an error naming
+    /// the properties file.
+    #[test]
+    fn class_locations_are_held_once_and_checked() {
+        use nnunet_data::class_locations::{ClassKey as K, ClassLocations as L};
+        let dir = std::env::temp_dir().join(format!("disk_source_locs_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let shape = [4usize, 5, 6];
+        let n: usize = shape.iter().product();
+        let write = |id: &str, locs: L| {
+            let mut properties = nnunet_data::CaseProperties::uncropped(shape, [1.0; 3]);
+            properties.class_locations = Some(locs);
+            let pc = nnunet_data::PreprocessedCase { data: vec![0.0; n], channels: 1, shape, seg: vec![0; n], properties };
+            nnunet_data::storage::write_case(&dir, id, &pc).unwrap();
+        };
+        write("good", L(vec![(K::Label(1), vec![[0, 3, 4, 5], [0, 0, 0, 0]]), (K::Region(vec![1, 2]), vec![]), (K::Label(2), vec![[0, 1, 2, 3]])]));
+        let disk = DiskSource::open(&dir, &["good".into()], None).unwrap();
+        let meta = disk.case_meta(0).unwrap();
+        let want = vec![(AugKey::Label(1), vec![[3, 4, 5], [0, 0, 0]]), (AugKey::Region(vec![1, 2]), vec![]), (AugKey::Label(2), vec![[1, 2, 3]])];
+        assert_eq!(meta.class_locations, want);
+        assert!(disk.cases[0].stored.properties.class_locations.is_none(), "the properties' copy is dropped");
+        for (id, bad) in [("outside", [0i64, 4, 0, 0]), ("negative", [0, 0, -1, 0]), ("channel", [1, 0, 0, 0])] {
+            write(id, L(vec![(K::Label(1), vec![[0, 1, 1, 1], bad])]));
+            let err = DiskSource::open(&dir, &[id.to_string()], None).err().unwrap();
+            assert!(err.contains(&format!("{id}.json")) && err.contains(&format!("{bad:?}")) && err.contains("class_locations[1]"), "{err}");
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 
