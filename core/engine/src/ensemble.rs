@@ -23,7 +23,6 @@ use nnunet_evaluate::evaluate::subfiles;
 use nnunet_schema::{DatasetJson, LabelManager};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Errors of ensembling; every variant names the file or folder concerned.
@@ -63,16 +62,6 @@ fn file_err(path: &Path, message: impl Into<String>) -> EnsembleError {
 // ---------------------------------------------------------------------------------------------------------------
 // .npz (zip) and .npy reading
 
-fn le16(b: &[u8], at: usize) -> usize {
-    u16::from_le_bytes([b[at], b[at + 1]]) as usize
-}
-fn le32(b: &[u8], at: usize) -> u64 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as u64
-}
-fn le64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
-
 /// Entry name → uncompressed bytes.
 pub type ZipEntries = BTreeMap<String, Vec<u8>>;
 
@@ -84,93 +73,14 @@ pub fn read_zip_entries(bytes: &[u8], path: &Path) -> Result<ZipEntries> {
 /// The names of all entries of a zip archive and the uncompressed bytes of those `wanted` accepts (stored or
 /// deflated entries; zip64 understood; CRC and size checked).
 pub fn read_zip_entries_where(bytes: &[u8], path: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<(Vec<String>, ZipEntries)> {
-    let bad = |m: &str| file_err(path, format!("not a readable .npz (zip) file: {m}"));
-    let n = bytes.len();
-    if n < 22 {
-        return Err(bad("too short"));
-    }
-    let lo = n.saturating_sub(22 + 65535);
-    let eocd = (lo..=n - 22).rev().find(|&i| le32(bytes, i) == 0x0605_4b50).ok_or_else(|| bad("no end of central directory"))?;
-    let mut count = le16(bytes, eocd + 10) as u64;
-    let mut cd_size = le32(bytes, eocd + 12);
-    let mut cd_off = le32(bytes, eocd + 16);
-    if (count == 0xffff || cd_size == 0xffff_ffff || cd_off == 0xffff_ffff) && eocd >= 20 && le32(bytes, eocd - 20) == 0x0706_4b50 {
-        let rec = le64(bytes, eocd - 20 + 8) as usize;
-        if rec + 56 > n || le32(bytes, rec) != 0x0606_4b50 {
-            return Err(bad("bad zip64 end of central directory"));
-        }
-        count = le64(bytes, rec + 32);
-        cd_size = le64(bytes, rec + 40);
-        cd_off = le64(bytes, rec + 48);
-    }
-    if cd_off + cd_size > n as u64 {
-        return Err(bad("central directory outside the file"));
-    }
+    let bad = |e: std::io::Error| file_err(path, format!("not a readable .npz (zip) file: {e}"));
+    let mut zip = crate::zip::ZipReader::new(std::io::Cursor::new(bytes)).map_err(bad)?;
+    let listed = zip.entries().to_vec();
     let mut out = BTreeMap::new();
-    let mut names = Vec::new();
-    let mut p = cd_off as usize;
-    for _ in 0..count {
-        if p + 46 > n || le32(bytes, p) != 0x0201_4b50 {
-            return Err(bad("bad central directory entry"));
-        }
-        let method = le16(bytes, p + 10);
-        let crc = le32(bytes, p + 16) as u32;
-        let mut csize = le32(bytes, p + 20);
-        let mut usize_ = le32(bytes, p + 24);
-        let (name_len, extra_len, comment_len) = (le16(bytes, p + 28), le16(bytes, p + 30), le16(bytes, p + 32));
-        let mut local = le32(bytes, p + 42);
-        if p + 46 + name_len + extra_len > n {
-            return Err(bad("truncated central directory"));
-        }
-        let name = String::from_utf8_lossy(&bytes[p + 46..p + 46 + name_len]).into_owned();
-        // zip64 extended information: the fields that are 0xffffffff, in this order
-        let extra = &bytes[p + 46 + name_len..p + 46 + name_len + extra_len];
-        let mut e = 0;
-        while e + 4 <= extra.len() {
-            let (id, len) = (le16(extra, e), le16(extra, e + 2));
-            if id == 1 {
-                let mut q = e + 4;
-                for field in [&mut usize_, &mut csize, &mut local] {
-                    if *field == 0xffff_ffff && q + 8 <= e + 4 + len {
-                        *field = le64(extra, q);
-                        q += 8;
-                    }
-                }
-            }
-            e += 4 + len;
-        }
-        names.push(name.clone());
-        let next = p + 46 + name_len + extra_len + comment_len;
-        if !wanted(&name) {
-            p = next;
-            continue;
-        }
-        let l = local as usize;
-        if l + 30 > n || le32(bytes, l) != 0x0403_4b50 {
-            return Err(bad(&format!("bad local header of {name}")));
-        }
-        let start = l + 30 + le16(bytes, l + 26) + le16(bytes, l + 28);
-        let end = start.checked_add(csize as usize).filter(|&x| x <= n).ok_or_else(|| bad(&format!("{name} is truncated")))?;
-        let data = match method {
-            0 => bytes[start..end].to_vec(),
-            8 => {
-                let mut v = Vec::with_capacity(usize_ as usize);
-                flate2::read::DeflateDecoder::new(&bytes[start..end])
-                    .read_to_end(&mut v)
-                    .map_err(|e| bad(&format!("{name}: deflate: {e}")))?;
-                v
-            }
-            m => return Err(bad(&format!("{name}: compression method {m} is not supported (only stored/deflate)"))),
-        };
-        let mut c = flate2::Crc::new();
-        c.update(&data);
-        if c.sum() != crc || data.len() as u64 != usize_ {
-            return Err(bad(&format!("{name}: CRC or size mismatch")));
-        }
-        out.insert(name, data);
-        p = next;
+    for e in listed.iter().filter(|e| wanted(&e.name)) {
+        out.insert(e.name.clone(), zip.read(e).map_err(bad)?);
     }
-    Ok((names, out))
+    Ok((listed.into_iter().map(|e| e.name).collect(), out))
 }
 
 /// A float array read from a `.npy`: values widened/narrowed to float32 as numpy's `astype(np.float32)` does, plus

@@ -812,137 +812,14 @@ pub fn npz_bytes(entries: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
     zip_bytes(entries, None)
 }
 
-/// A zip archive of `(name, bytes)` entries: deflate-compressed, or with `stored_alignment = Some(a)` stored
-/// uncompressed with every entry's data starting at a multiple of `a` bytes (padding in the local header's extra
-/// field, as `torch.save` writes its archives).
+/// A zip archive of `(name, bytes)` entries, in memory (see [`crate::zip::ZipWriter`]): deflate-compressed, or with
+/// `stored_alignment = Some(a)` stored uncompressed with every entry's data starting at a multiple of `a` bytes.
 pub fn zip_bytes(entries: &[(&str, &[u8])], stored_alignment: Option<usize>) -> std::io::Result<Vec<u8>> {
-    use std::io::Write;
-    const DOS_DATE: u16 = (1 << 5) | 1; // 1980-01-01
-    let mut out: Vec<u8> = Vec::new();
-    let mut central: Vec<u8> = Vec::new();
-    let u16le = |v: &mut Vec<u8>, x: u16| v.extend_from_slice(&x.to_le_bytes());
-    let u32le = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&x.to_le_bytes());
-    let u64le = |v: &mut Vec<u8>, x: u64| v.extend_from_slice(&x.to_le_bytes());
+    let mut w = crate::zip::ZipWriter::new(std::io::Cursor::new(Vec::new()), stored_alignment);
     for (name, data) in entries {
-        let mut crc = flate2::Crc::new();
-        crc.update(data);
-        let comp = match stored_alignment {
-            Some(_) => None,
-            None => {
-                let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-                enc.write_all(data)?;
-                Some(enc.finish()?)
-            }
-        };
-        let (method, comp): (u16, &[u8]) = match &comp {
-            Some(c) => (8, c),
-            None => (0, data),
-        };
-        let offset = out.len() as u64;
-        let (usize_, csize) = (data.len() as u64, comp.len() as u64);
-        let big = usize_ >= u32::MAX as u64 || csize >= u32::MAX as u64;
-        let big_off = offset >= u32::MAX as u64;
-        // local header
-        u32le(&mut out, 0x0403_4b50);
-        u16le(&mut out, if big { 45 } else { 20 });
-        u16le(&mut out, 0);
-        u16le(&mut out, method);
-        u16le(&mut out, 0);
-        u16le(&mut out, DOS_DATE);
-        u32le(&mut out, crc.sum());
-        u32le(&mut out, if big { u32::MAX } else { csize as u32 });
-        u32le(&mut out, if big { u32::MAX } else { usize_ as u32 });
-        // extra field: zip64 sizes, then padding up to the alignment (an "FB" field, as PyTorch pads)
-        let zip64_len = if big { 20 } else { 0 };
-        let pad = match stored_alignment {
-            Some(a) if a > 1 => {
-                let unpadded = out.len() + 4 + name.len() + zip64_len;
-                let mut p = (a - unpadded % a) % a;
-                if p > 0 && p < 4 {
-                    p += a; // an extra field needs at least its 4-byte header
-                }
-                p
-            }
-            _ => 0,
-        };
-        u16le(&mut out, name.len() as u16);
-        u16le(&mut out, (zip64_len + pad) as u16);
-        out.extend_from_slice(name.as_bytes());
-        if big {
-            u16le(&mut out, 1);
-            u16le(&mut out, 16);
-            u64le(&mut out, usize_);
-            u64le(&mut out, csize);
-        }
-        if pad > 0 {
-            u16le(&mut out, 0x4246);
-            u16le(&mut out, (pad - 4) as u16);
-            out.extend(std::iter::repeat_n(b'Z', pad - 4));
-        }
-        out.extend_from_slice(comp);
-        // central directory entry
-        let mut extra = Vec::new();
-        if big {
-            u64le(&mut extra, usize_);
-            u64le(&mut extra, csize);
-        }
-        if big_off {
-            u64le(&mut extra, offset);
-        }
-        u32le(&mut central, 0x0201_4b50);
-        u16le(&mut central, 45);
-        u16le(&mut central, if big || big_off { 45 } else { 20 });
-        u16le(&mut central, 0);
-        u16le(&mut central, method);
-        u16le(&mut central, 0);
-        u16le(&mut central, DOS_DATE);
-        u32le(&mut central, crc.sum());
-        u32le(&mut central, if big { u32::MAX } else { csize as u32 });
-        u32le(&mut central, if big { u32::MAX } else { usize_ as u32 });
-        u16le(&mut central, name.len() as u16);
-        u16le(&mut central, if extra.is_empty() { 0 } else { extra.len() as u16 + 4 });
-        u16le(&mut central, 0);
-        u16le(&mut central, 0);
-        u16le(&mut central, 0);
-        u32le(&mut central, 0o100644 << 16);
-        u32le(&mut central, if big_off { u32::MAX } else { offset as u32 });
-        central.extend_from_slice(name.as_bytes());
-        if !extra.is_empty() {
-            u16le(&mut central, 1);
-            u16le(&mut central, extra.len() as u16);
-            central.extend_from_slice(&extra);
-        }
+        w.add(name, data)?;
     }
-    let cd_offset = out.len() as u64;
-    let cd_size = central.len() as u64;
-    out.extend_from_slice(&central);
-    let n = entries.len() as u64;
-    if cd_offset >= u32::MAX as u64 {
-        let eocd64 = out.len() as u64;
-        u32le(&mut out, 0x0606_4b50);
-        u64le(&mut out, 44);
-        u16le(&mut out, 45);
-        u16le(&mut out, 45);
-        u32le(&mut out, 0);
-        u32le(&mut out, 0);
-        u64le(&mut out, n);
-        u64le(&mut out, n);
-        u64le(&mut out, cd_size);
-        u64le(&mut out, cd_offset);
-        u32le(&mut out, 0x0706_4b50);
-        u32le(&mut out, 0);
-        u64le(&mut out, eocd64);
-        u32le(&mut out, 1);
-    }
-    u32le(&mut out, 0x0605_4b50);
-    u16le(&mut out, 0);
-    u16le(&mut out, 0);
-    u16le(&mut out, n as u16);
-    u16le(&mut out, n as u16);
-    u32le(&mut out, cd_size.min(u32::MAX as u64) as u32);
-    u32le(&mut out, cd_offset.min(u32::MAX as u64) as u32);
-    u16le(&mut out, 0);
-    Ok(out)
+    Ok(w.finish()?.into_inner())
 }
 
 /// A pickle (protocol 2) of a JSON value: objects → dict, arrays → list, numbers → int/float, strings, bools, None.

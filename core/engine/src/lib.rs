@@ -18,3 +18,4 @@ pub mod calibrate;
 pub mod cascade;
 pub mod pretrained;
 pub mod pth;
+pub mod zip;

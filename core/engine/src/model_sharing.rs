@@ -5,7 +5,9 @@
 //! exists (Python nnU-Net's checkpoint, or the one training here writes beside its folder, ADR 0014: the zip then
 //! installs into Python nnU-Net too), else our checkpoint folder `checkpoint_final/` (ADR 0007) with everything in it.
 
-use crate::inference::{checkpoint_folder_name, npz_bytes};
+use crate::inference::checkpoint_folder_name;
+use crate::zip::{ZipReader, ZipWriter};
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 /// What to export (nnU-Net's `export_pretrained_model` arguments).
@@ -182,20 +184,46 @@ pub fn export_file_list(dataset_dir: &Path, opts: &ExportOptions) -> Result<(Vec
     Ok((files, log))
 }
 
-/// Write the export zip of `dataset` (inside `results`) to `output` (temp file + rename: a failed export leaves
-/// nothing). Returns nnU-Net's progress lines and the number of entries.
+/// Write the export zip of `dataset` (inside `results`) to `output`, one file at a time (a file is streamed into the
+/// zip, never held whole in memory), into a temp file that is renamed at the end: a failed export leaves nothing.
+/// Returns nnU-Net's progress lines and the number of entries.
 pub fn export_pretrained_model(results: &Path, dataset: &str, output: &Path, opts: &ExportOptions) -> Result<(Vec<String>, usize), SharingError> {
     let (files, log) = export_file_list(&results.join(dataset), opts)?;
-    let mut entries = Vec::with_capacity(files.len());
+    let mut names = Vec::with_capacity(files.len());
     for f in &files {
         let name = f.strip_prefix(results).map_err(|_| io(f, "not inside nnUNet_results"))?;
-        let name: Vec<String> = name.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-        entries.push((name.join("/"), std::fs::read(f).map_err(|e| io(f, e))?));
+        names.push(name.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/"));
     }
-    let refs: Vec<(&str, &[u8])> = entries.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
-    let zip = npz_bytes(&refs).map_err(|e| io(output, e))?;
-    nnunet_schema::json::write_atomic(output, &zip).map_err(|e| io(output, e))?;
-    Ok((log, entries.len()))
+    write_atomically(output, |out| {
+        let mut zip = ZipWriter::new(std::io::BufWriter::new(out), None);
+        for (f, name) in files.iter().zip(&names) {
+            let file = std::fs::File::open(f).map_err(|e| io(f, e))?;
+            let size = file.metadata().map_err(|e| io(f, e))?.len();
+            zip.add_reader(name, std::io::BufReader::new(file), size).map_err(|e| io(f, e))?;
+        }
+        zip.finish().and_then(|w| w.into_inner().map_err(|e| e.into_error())).map_err(|e| io(output, e))?;
+        Ok(())
+    })?;
+    Ok((log, files.len()))
+}
+
+/// Create `path` through `write` on a temp file beside it, synced and renamed into place; on error the temp file is
+/// removed and `path` untouched.
+fn write_atomically(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<(), SharingError>) -> Result<(), SharingError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e)).and_then(|mut f| {
+        write(&mut f)?;
+        f.sync_all().map_err(|e| io(&tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// An entry name made safe as Python's `ZipFile.extractall` does: absolute prefixes, `.` and `..` dropped.
@@ -208,22 +236,24 @@ fn enclosed(name: &str) -> Option<PathBuf> {
 }
 
 /// `nnUNetv2_install_pretrained_model_from_zip`: extract every entry of `zip` below `results` (existing files are
-/// replaced, as nnU-Net does). Returns the files written.
+/// replaced, as nnU-Net does), one entry at a time, each streamed into a temp file that is renamed once its CRC is
+/// checked. Returns the files written.
 pub fn install_model_from_zip(zip: &Path, results: &Path) -> Result<Vec<PathBuf>, SharingError> {
-    let bytes = std::fs::read(zip).map_err(|e| io(zip, e))?;
-    let entries = crate::ensemble::read_zip_entries(&bytes, zip).map_err(|e| io(zip, e))?;
+    let file = std::fs::File::open(zip).map_err(|e| io(zip, e))?;
+    let mut archive = ZipReader::new(std::io::BufReader::new(file)).map_err(|e| io(zip, format!("not a readable zip file: {e}")))?;
     let mut written = Vec::new();
-    for (name, data) in entries {
-        let Some(rel) = enclosed(&name) else { continue };
+    for entry in archive.entries().to_vec() {
+        let Some(rel) = enclosed(&entry.name) else { continue };
         let out = results.join(rel);
-        if name.ends_with('/') {
+        if entry.name.ends_with('/') {
             std::fs::create_dir_all(&out).map_err(|e| io(&out, e))?;
             continue;
         }
-        if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-        }
-        nnunet_schema::json::write_atomic(&out, &data).map_err(|e| io(&out, e))?;
+        write_atomically(&out, |f| {
+            let mut w = std::io::BufWriter::new(f);
+            archive.copy_to(&entry, &mut w).map_err(|e| io(zip, e))?;
+            w.flush().map_err(|e| io(&out, e))
+        })?;
         written.push(out);
     }
     Ok(written)
