@@ -194,36 +194,19 @@ pub fn export_pretrained_model(results: &Path, dataset: &str, output: &Path, opt
         let name = f.strip_prefix(results).map_err(|_| io(f, "not inside nnUNet_results"))?;
         names.push(name.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/"));
     }
-    write_atomically(output, |out| {
+    nnunet_schema::json::write_atomic_with(output, |out| {
         let mut zip = ZipWriter::new(std::io::BufWriter::new(out), None);
         for (f, name) in files.iter().zip(&names) {
-            let file = std::fs::File::open(f).map_err(|e| io(f, e))?;
-            let size = file.metadata().map_err(|e| io(f, e))?.len();
-            zip.add_reader(name, std::io::BufReader::new(file), size).map_err(|e| io(f, e))?;
+            let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", f.display()));
+            let file = std::fs::File::open(f).map_err(named)?;
+            let size = file.metadata().map_err(named)?.len();
+            zip.add_reader(name, std::io::BufReader::new(file), size).map_err(named)?;
         }
-        zip.finish().and_then(|w| w.into_inner().map_err(|e| e.into_error())).map_err(|e| io(output, e))?;
+        zip.finish()?.into_inner().map_err(|e| e.into_error())?;
         Ok(())
-    })?;
+    })
+    .map_err(|e| io(output, e))?;
     Ok((log, files.len()))
-}
-
-/// Create `path` through `write` on a temp file beside it, synced and renamed into place; on error the temp file is
-/// removed and `path` untouched.
-fn write_atomically(path: &Path, write: impl FnOnce(&mut std::fs::File) -> Result<(), SharingError>) -> Result<(), SharingError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e)).and_then(|mut f| {
-        write(&mut f)?;
-        f.sync_all().map_err(|e| io(&tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(|e| io(path, e))
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// An entry name made safe as Python's `ZipFile.extractall` does: absolute prefixes, `.` and `..` dropped.
@@ -249,11 +232,12 @@ pub fn install_model_from_zip(zip: &Path, results: &Path) -> Result<Vec<PathBuf>
             std::fs::create_dir_all(&out).map_err(|e| io(&out, e))?;
             continue;
         }
-        write_atomically(&out, |f| {
+        nnunet_schema::json::write_atomic_with(&out, |f| {
             let mut w = std::io::BufWriter::new(f);
-            archive.copy_to(&entry, &mut w).map_err(|e| io(zip, e))?;
-            w.flush().map_err(|e| io(&out, e))
-        })?;
+            archive.copy_to(&entry, &mut w)?;
+            w.flush()
+        })
+        .map_err(|e| io(zip, e))?;
         written.push(out);
     }
     Ok(written)

@@ -36,16 +36,24 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Sch
 /// Write bytes to `path` atomically: a temp file beside it, fsync, then rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SchemaError> {
     use std::io::Write;
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// Create `path` atomically through `write` (which may stream any amount of data into the file): a temp file beside
+/// it, fsync, then rename. On error the temp file is removed and `path` is untouched.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<(), SchemaError> {
     let io = |source| SchemaError::Io { path: path.display().to_string(), source };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| {
+    let result = std::fs::File::create(&tmp).and_then(|mut f| {
+        write(&mut f)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    });
+    result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         io(e)
     })
