@@ -1,6 +1,8 @@
 //! PyTorch checkpoints of Python nnU-Net 2.8.1 (`tests/fixtures/pth/`, made by `tests/fixtures/scripts/pth_reference.sh`:
 //! three tiny configurations trained one epoch on the embedded Hippocampus cases): our networks load them and compute
-//! what PyTorch computes, and `nnUNetv2_predict` with them predicts what Python nnU-Net predicted.
+//! what PyTorch computes, and `nnUNetv2_predict` with them predicts what Python nnU-Net predicted. Their optimizer
+//! state (SGD momentum buffers) loads into ours and `--c` continues with it; the optimizer state we write loads
+//! into Python nnU-Net's trainer (`scripts/pth_optimizer_check.py`).
 
 use burn::tensor::{Device, Tensor};
 use nnunet_builtin as _;
@@ -31,13 +33,18 @@ fn patch_len(cfg: &str) -> usize {
 
 /// The network of `cfg` with the fixture's `checkpoint_final.pth` loaded, in eval form (full-resolution output).
 fn network(cfg: &str) -> (Box<dyn nnunet_core::Network>, Vec<usize>) {
+    network_on(cfg, &Device::default())
+}
+
+/// [`network`] built on `device` (an autodiff device to train it).
+fn network_on(cfg: &str, device: &Device) -> (Box<dyn nnunet_core::Network>, Vec<usize>) {
     let dir = model_dir(cfg);
     let plans: nnunet_schema::Plans = nnunet_schema::json::read_json(&dir.join("plans.json")).unwrap();
     let dataset_json: nnunet_schema::DatasetJson = nnunet_schema::json::read_json(&dir.join("dataset.json")).unwrap();
     let c = plans.configuration(cfg).unwrap();
     let (class, spec) = NetworkSpec::from_configuration(&c, &dataset_json, true).unwrap();
     let arch = nnunet_core::registry::architectures().unwrap().get(&class).unwrap();
-    let mut net = (arch.make)().build(&spec, &Device::default()).unwrap();
+    let mut net = (arch.make)().build(&spec, device).unwrap();
     let stored = Stored::locate(&dir.join("fold_0"), "checkpoint_final.pth").expect("fixture checkpoint");
     assert!(matches!(stored, Stored::Pth(_)));
     let meta = stored.load_network(net.as_mut()).unwrap();
@@ -169,6 +176,7 @@ fn python_nnunet_predicts_with_checkpoints_written_here() {
         net.as_ref(),
         &meta,
         &group,
+        None,
         &plans,
         &dataset_json,
     )
@@ -255,6 +263,20 @@ fn training_continues_from_a_python_checkpoint() {
         nnunet_tests::run(&bin.path().join("nnUNetv2_train"), &["4", "3d_tiny", "0", "-tr", TRAINER, "-device", "cpu", "--c"], &dirs.env());
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("Resuming from") && r.stdout.contains("checkpoint_final.pth at epoch 1"), "{}", r.stdout);
+    // SGD's momentum comes along (all parameters but the unused lowest-resolution head's two)
+    let line = "Optimizer state: SGD momentum buffers of 46 of 48 parameters loaded from checkpoint_final.pth";
+    assert!(r.stdout.contains(line) && !r.stdout.contains("WARNING"), "{}", r.stdout);
+    let log = std::fs::read_dir(&fold)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("training_log"))
+        .expect("training log");
+    assert!(std::fs::read_to_string(&log).unwrap().contains(line), "{}", log.display());
+    // nothing was left to train: the .pth written at the end holds Python's momentum buffers, unchanged
+    let theirs = nnunet_engine::pth::read_nnunet_checkpoint(&python).unwrap().optimizer_state;
+    let written = nnunet_engine::pth::read_nnunet_checkpoint(&fold.join("checkpoint_final.pth")).unwrap().optimizer_state;
+    assert_eq!(written.len(), 46);
+    assert!(written == theirs, "the written optimizer state differs from the Python checkpoint's");
     assert!(fold.join("validation/summary.json").is_file());
     let (mut ours, _) = network("3d_tiny");
     let meta = Stored::Folder(fold.join("checkpoint_final")).load_network(ours.as_mut()).unwrap();
@@ -262,4 +284,125 @@ fn training_continues_from_a_python_checkpoint() {
     assert_eq!(ours.named_parameters(), theirs.named_parameters(), "the final checkpoint holds the Python weights");
     let python_meta = Stored::Pth(python).read_meta().unwrap();
     assert_eq!((meta.current_epoch, &meta.logging.train_losses), (1, &python_meta.logging.train_losses));
+}
+
+/// The optimizer state of Python nnU-Net's checkpoints: SGD momentum buffers for every parameter but the
+/// lowest-resolution segmentation head (no gradient), in PyTorch's shapes; loaded into our SGD they are its
+/// velocities, exactly.
+#[test]
+fn python_momentum_buffers_load_into_our_optimizer() {
+    use nnunet_engine::pth::{ParamState, load_optimizer_state, optimizer_state, read_nnunet_checkpoint};
+    for cfg in CONFIGS {
+        let (net, _) = network(cfg);
+        let c = read_nnunet_checkpoint(&model_dir(cfg).join("fold_0/checkpoint_final.pth")).unwrap();
+        // PyTorch's parameters() order: first appearance in the state dict
+        let mut order: Vec<String> = Vec::new();
+        for k in net.torch_state_dict() {
+            if !order.contains(&k.path) {
+                order.push(k.path);
+            }
+        }
+        let shapes: std::collections::HashMap<String, Vec<usize>> = net.parameter_ids().into_iter().map(|(p, _, s)| (p, s)).collect();
+        let without: Vec<&str> = (0..order.len()).filter(|i| !c.optimizer_state.contains_key(i)).map(|i| order[i].as_str()).collect();
+        assert_eq!(without, ["decoder.seg_layers.0.weight", "decoder.seg_layers.0.bias"], "{cfg}");
+        for (i, s) in &c.optimizer_state {
+            let ParamState::Sgd { momentum_buffer: b } = s else { panic!("{cfg}: parameter {i}: {s:?}") };
+            let ours = &shapes[&order[*i]];
+            let torch: Vec<usize> = if cfg.starts_with("2d") && ours.len() == 5 { [&ours[..2], &ours[3..]].concat() } else { ours.clone() };
+            assert_eq!(b.shape, torch, "{cfg}: {}", order[*i]);
+        }
+        let (optim, report) =
+            load_optimizer_state(net.as_ref(), nnunet_engine::optim::sgd(0.99, 3e-5), nnunet_core::OptimizerKind::Sgd, &c.optimizer_state);
+        assert_eq!((report.loaded, report.problems.len()), (order.len() - 2, 0), "{cfg}: {:?}", report.problems);
+        let back = optimizer_state(net.as_ref(), &optim).unwrap();
+        assert_eq!(back.keys().collect::<Vec<_>>(), c.optimizer_state.keys().collect::<Vec<_>>(), "{cfg}");
+        for (i, s) in &back {
+            let (ParamState::Sgd { momentum_buffer: ours }, ParamState::Sgd { momentum_buffer: theirs }) = (s, &c.optimizer_state[i])
+            else {
+                panic!("{cfg}: parameter {i}")
+            };
+            assert_eq!(ours.values, theirs.values, "{cfg}: {}", order[*i]);
+        }
+        eprintln!("{cfg}: {} of {} momentum buffers loaded", report.loaded, order.len());
+    }
+}
+
+/// The other direction: the optimizer state we write (after our own steps: SGD continuing from the Python
+/// checkpoint's momentum, AdamW from scratch) loads into Python nnU-Net 2.8.1's trainer through its `load_checkpoint`
+/// (`torch.load(weights_only=True)` first), every buffer has its parameter's shape, the values are ours, and PyTorch's
+/// first step with it is the update rule applied to that state (`scripts/pth_optimizer_check.py`; when nnU-Net's
+/// Python is installed: `$NNUNET_PY` or /root/nnunet-py). AdamW as `nnUNetTrainerAdam`, nnU-Net's AdamW trainer.
+#[test]
+fn python_nnunet_continues_with_optimizer_state_written_here() {
+    use nnunet_core::OptimizerKind;
+    use nnunet_engine::pth::{OptimizerGroup, ParamState, load_optimizer_state, optimizer_state, read_nnunet_checkpoint};
+    let venv = std::env::var_os("NNUNET_PY").map(PathBuf::from).unwrap_or_else(|| "/root/nnunet-py".into());
+    let py = venv.join("bin/python");
+    let work = nnunet_tests::tempfile_like::TempDir::new("nnunet-pth-optim");
+    for (cfg, kind) in [("3d_tiny", OptimizerKind::Sgd), ("2d_tiny", OptimizerKind::Sgd), ("3d_tiny", OptimizerKind::AdamW)] {
+        let dev = Device::default().autodiff();
+        let (mut net, patch) = network_on(cfg, &dev);
+        let python = model_dir(cfg).join("fold_0/checkpoint_final.pth");
+        let (mut optim, steps) = match kind {
+            OptimizerKind::Sgd => {
+                let c = read_nnunet_checkpoint(&python).unwrap();
+                (load_optimizer_state(net.as_ref(), nnunet_engine::optim::sgd(0.99, 3e-5), kind, &c.optimizer_state).0, 1)
+            }
+            OptimizerKind::AdamW => (nnunet_engine::optim::adamw(3e-5, 1e-4), 2),
+        };
+        let shape5 = if patch.len() == 2 { [1, 1, 1, patch[0], patch[1]] } else { [1, 1, patch[0], patch[1], patch[2]] };
+        for _ in 0..steps {
+            let y = net.forward(analytic_input(shape5).to_device(&dev)).remove(0);
+            let loss = y.sub_scalar(0.5).powi_scalar(2).mean();
+            net.step(&mut optim, 1e-3, loss, Some(12.0));
+        }
+        let ours = optimizer_state(net.as_ref(), &optim).unwrap();
+        let mut meta = Stored::Pth(python).read_meta().unwrap();
+        if kind == OptimizerKind::AdamW {
+            meta.trainer_name = "nnUNetTrainerAdam".into();
+        }
+        let trainer = nnunet_core::TrainerConfig { optimizer: kind, adam_eps: 1e-8, ..Default::default() };
+        let file = work.path().join(format!("{cfg}_{kind:?}.pth"));
+        let plans: Value = nnunet_tests::read_json(&model_dir(cfg).join("plans.json"));
+        let dataset_json: Value = nnunet_tests::read_json(&model_dir(cfg).join("dataset.json"));
+        let group = OptimizerGroup::new(&trainer, 1e-3);
+        nnunet_engine::pth::write_nnunet_checkpoint(&file, net.as_ref(), &meta, &group, Some(&optim), &plans, &dataset_json).unwrap();
+        if !py.exists() {
+            eprintln!("skipped the Python side: no nnU-Net Python at {}", py.display());
+            return;
+        }
+        let out = work.path().join(format!("{cfg}_{kind:?}.json"));
+        let script = fixtures().join("scripts/pth_optimizer_check.py");
+        let o = std::process::Command::new(&py).args([script.as_path(), file.as_path(), out.as_path()]).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "{cfg} {kind:?}: Python nnU-Net with our optimizer state:\n{text}");
+        eprintln!("{}", text.lines().rfind(|l| l.contains("parameters with state")).unwrap_or_default());
+        let report: Value = nnunet_tests::read_json(&out);
+        assert_eq!(report["optimizer"], if kind == OptimizerKind::Sgd { "SGD" } else { "AdamW" }, "{cfg} {kind:?}");
+        let state = report["state"].as_object().unwrap();
+        assert_eq!(state.len(), ours.len(), "{cfg} {kind:?}");
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1e-12);
+        for (i, s) in &ours {
+            let entry = &state[&i.to_string()];
+            let fields: Vec<(&str, &nnunet_engine::pth::PthTensor)> = match s {
+                ParamState::Sgd { momentum_buffer } => vec![("momentum_buffer", momentum_buffer)],
+                ParamState::Adam { step, exp_avg, exp_avg_sq } => {
+                    assert_eq!(entry["step"].as_f64(), Some(*step), "{cfg} {kind:?} parameter {i}");
+                    vec![("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)]
+                }
+                ParamState::Other { .. } => unreachable!(),
+            };
+            for (name, t) in fields {
+                let torch: Vec<usize> =
+                    if cfg.starts_with("2d") && t.shape.len() == 5 { [&t.shape[..2], &t.shape[3..]].concat() } else { t.shape.clone() };
+                let e = &entry[name];
+                let shape: Vec<usize> = serde_json::from_value(e["shape"].clone()).unwrap();
+                assert_eq!(shape, torch, "{cfg} {kind:?} parameter {i} {name}");
+                let sum: f64 = t.values.iter().map(|&v| v as f64).sum();
+                let sumsq: f64 = t.values.iter().map(|&v| v as f64 * v as f64).sum();
+                let (psum, psumsq) = (e["sum"].as_f64().unwrap(), e["sumsq"].as_f64().unwrap());
+                assert!(close(sum, psum) && close(sumsq, psumsq), "{cfg} {kind:?} parameter {i} {name}: {sum} {sumsq} vs {psum} {psumsq}");
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! knowing the concrete type: forward, parameter count, backward + optimizer step, records to save and load.
 
 use crate::ArchitectureError;
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::store::ModuleRecord;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -93,6 +93,10 @@ pub trait Network: Send {
     /// built-in networks), shape and values.
     fn named_parameters(&self) -> Vec<NamedParam>;
 
+    /// Every float parameter's path (as in [`Network::named_parameters`], same order), [`ParamId`] and shape: an
+    /// optimizer keys its per-parameter state by the id (momentum buffers to and from `.pth` checkpoints).
+    fn parameter_ids(&self) -> Vec<ParamIdentity>;
+
     /// Replace float parameters: `f(path, shape)` returns new values for that parameter (as many as its shape holds)
     /// or `None` to keep it. Device and trainability are kept. Returns how many parameters were replaced.
     fn replace_parameters(&mut self, f: &mut dyn FnMut(&str, &[usize]) -> Option<Vec<f32>>) -> usize;
@@ -121,6 +125,9 @@ pub struct NamedParam {
     pub shape: Vec<usize>,
     pub values: Vec<f32>,
 }
+
+/// A float parameter's path, burn [`ParamId`] and shape ([`Network::parameter_ids`]).
+pub type ParamIdentity = (String, ParamId, Vec<usize>);
 
 struct Boxed<M: NetworkModule>(Option<M>);
 
@@ -264,6 +271,27 @@ impl<M: NetworkModule> Network for Boxed<M> {
         let mut c = Collect { path: Vec::new(), out: Vec::new() };
         self.get().visit(&mut c);
         c.out
+    }
+
+    fn parameter_ids(&self) -> Vec<ParamIdentity> {
+        struct Ids {
+            path: Vec<String>,
+            out: Vec<ParamIdentity>,
+        }
+        impl ModuleVisitor for Ids {
+            fn enter_module(&mut self, name: &str, _container: &str) {
+                self.path.push(name.to_string());
+            }
+            fn exit_module(&mut self, _name: &str, _container: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                self.out.push((self.path.join("."), p.id, p.val().dims().to_vec()));
+            }
+        }
+        let mut v = Ids { path: Vec::new(), out: Vec::new() };
+        self.get().visit(&mut v);
+        v.out
     }
 
     fn torch_state_dict(&self) -> Vec<TorchKey> {

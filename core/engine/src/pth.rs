@@ -7,17 +7,27 @@
 //!   PyTorch's strict `load_state_dict` would (every key accounted for, shapes equal).
 //! * [`write_nnunet_checkpoint`] writes the same dictionary for one of our networks, with every state-dict key
 //!   PyTorch's module has (aliases share one storage, as in PyTorch), so `torch.load` + nnU-Net's predictor or
-//!   `--c` read it. The optimizer state holds the parameter group but no momentum buffers: Python nnU-Net resuming
-//!   from such a file restarts SGD's momentum.
+//!   `--c` read it.
+//! * The optimizer state travels both ways: `optimizer_state` is `torch.optim.SGD`'s / `AdamW`'s `state_dict()`
+//!   (`{'state': {i: {'momentum_buffer': t}}}` resp. `{i: {'step': t, 'exp_avg': t, 'exp_avg_sq': t}}`, `i` the
+//!   parameter's index in `network.parameters()`, plus the parameter group). [`optimizer_state`] takes it from our
+//!   burn optimizer (its burnpack record: per [`burn::module::ParamId`] `momentum.velocity`, resp. `momentum.time`,
+//!   `momentum.moment_1`, `momentum.moment_2`), [`load_optimizer_state`] puts a file's state into one, and
+//!   [`resume`] is `--c` from a `.pth`: SGD's momentum (AdamW's moments) continue, as after Python nnU-Net's
+//!   `optimizer.load_state_dict`. State that does not fit (another optimizer, other shapes) restarts, with a warning.
 //!
 //! Keys and layouts come from [`Network::torch_state_dict`]; 2D PyTorch weights `(o, i, k, k)` are our 3D-lifted
-//! `(o, i, 1, k, k)` parameters.
+//! `(o, i, 1, k, k)` parameters (the optimizer's buffers alike). The parameter index `i` is the order in which
+//! parameters first appear in the state dict (PyTorch's `parameters()` order).
 
 use crate::checkpoint::{CheckpointMeta, TrainingLog};
 use crate::pickle::{self, TensorRef};
-use nnunet_core::Network;
+use burn::module::ParamId;
+use burn::optim::ModuleOptimizer;
+use burn::tensor::TensorData;
+use nnunet_core::{Network, OptimizerKind};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Why a `.pth` file could not be read or written.
@@ -105,26 +115,42 @@ fn decode_tensor(t: &TensorRef, data: &[u8], little: bool) -> Result<PthTensor, 
     Ok(PthTensor { shape: t.shape.clone(), values })
 }
 
-/// Read a `torch.save` file (zip format; the legacy pre-1.6 format is not supported).
+/// Read a `torch.save` file (zip format; the legacy pre-1.6 format is not supported). Entries are read one at a time
+/// (the pickle, then each storage as its tensors are decoded), so memory holds the decoded tensors and one storage.
 pub fn read(path: &Path) -> Result<PthFile, PthError> {
-    let bytes = std::fs::read(path).map_err(|e| err(path, e.to_string()))?;
-    if !bytes.starts_with(b"PK\x03\x04") {
+    use std::io::Read;
+    let fail = |e: std::io::Error| err(path, e.to_string());
+    let mut file = std::fs::File::open(path).map_err(fail)?;
+    let mut magic = [0u8; 4];
+    if file.read_exact(&mut magic).is_err() || &magic != b"PK\x03\x04" {
         return Err(err(path, "not a zip-format PyTorch file (torch.save's legacy format, from PyTorch < 1.6, is not supported)"));
     }
-    let entries = crate::ensemble::read_zip_entries(&bytes, path).map_err(|e| err(path, e.to_string()))?;
-    drop(bytes);
+    let mut zip = crate::zip::ZipReader::new(std::io::BufReader::new(file)).map_err(|e| err(path, format!("not a readable zip file: {e}")))?;
+    let entries: HashMap<String, crate::zip::ZipEntry> = zip.entries().iter().map(|e| (e.name.clone(), e.clone())).collect();
     let pkl = entries.keys().find(|k| k.ends_with("/data.pkl") && k.matches('/').count() == 1).cloned();
     let Some(pkl) = pkl else { return Err(err(path, "no <archive>/data.pkl entry: not a torch.save file")) };
     let prefix = &pkl[..pkl.len() - "data.pkl".len()];
-    let little = entries.get(&format!("{prefix}byteorder")).is_none_or(|b| b.as_slice() != b"big");
-    let (root, refs) = pickle::from_bytes_with_tensors(&entries[&pkl]).map_err(|e| err(path, e.to_string()))?;
-    let mut tensors = Vec::with_capacity(refs.len());
-    for t in &refs {
-        let key = format!("{prefix}data/{}", t.storage);
-        let data = entries.get(&key).ok_or_else(|| err(path, format!("storage entry {key} is missing")))?;
-        tensors.push(decode_tensor(t, data, little).map_err(|m| err(path, m))?);
+    let little = match entries.get(&format!("{prefix}byteorder")) {
+        Some(e) => zip.read(e).map_err(fail)?.as_slice() != b"big",
+        None => true,
+    };
+    let (root, refs) = pickle::from_bytes_with_tensors(&zip.read(&entries[&pkl]).map_err(fail)?).map_err(|e| err(path, e.to_string()))?;
+    // storage by storage (aliases and views share one), each read once
+    let mut order: Vec<usize> = (0..refs.len()).collect();
+    order.sort_by(|&a, &b| refs[a].storage.cmp(&refs[b].storage));
+    let mut tensors: Vec<Option<PthTensor>> = vec![None; refs.len()];
+    let mut current: Option<(&str, Vec<u8>)> = None;
+    for i in order {
+        let t = &refs[i];
+        if current.as_ref().is_none_or(|(s, _)| *s != t.storage.as_str()) {
+            let key = format!("{prefix}data/{}", t.storage);
+            let entry = entries.get(&key).ok_or_else(|| err(path, format!("storage entry {key} is missing")))?;
+            current = Some((t.storage.as_str(), zip.read(entry).map_err(fail)?));
+        }
+        let data = &current.as_ref().expect("read above").1;
+        tensors[i] = Some(decode_tensor(t, data, little).map_err(|m| err(path, m))?);
     }
-    Ok(PthFile { root, tensors })
+    Ok(PthFile { root, tensors: tensors.into_iter().map(|t| t.expect("every tensor decoded")).collect() })
 }
 
 /// The key of what this framework adds to nnU-Net's checkpoint dictionary (Python nnU-Net ignores it): the data
@@ -140,6 +166,9 @@ pub struct NnunetCheckpoint {
     /// `init_args['plans']` and `init_args['dataset_json']`.
     pub plans: Value,
     pub dataset_json: Value,
+    /// `optimizer_state['state']`: per parameter index, SGD's momentum buffer or Adam's moments (PyTorch shapes);
+    /// empty when the file holds none.
+    pub optimizer_state: OptimizerState,
 }
 
 /// Read a checkpoint written by Python nnU-Net's trainer (or by [`write_nnunet_checkpoint`]).
@@ -196,7 +225,41 @@ pub fn read_nnunet_checkpoint(path: &Path) -> Result<NnunetCheckpoint, PthError>
         deep_supervision: Some(ours.and_then(|o| o.get("deep_supervision")?.as_bool()).unwrap_or(true)),
         grad_scaler: None,
     };
-    Ok(NnunetCheckpoint { weights, meta, plans, dataset_json })
+    let optimizer_state = read_optimizer_state(&file);
+    Ok(NnunetCheckpoint { weights, meta, plans, dataset_json, optimizer_state })
+}
+
+/// `optimizer_state['state']` of a `torch.save`d checkpoint (see [`ParamState`]). Entries with a `None` momentum
+/// buffer (SGD without momentum) hold no state and are left out.
+fn read_optimizer_state(file: &PthFile) -> OptimizerState {
+    let mut out = OptimizerState::new();
+    let Some(state) = file.root.get("optimizer_state").and_then(|o| o.get("state")).and_then(Value::as_object) else { return out };
+    for (k, v) in state {
+        // PyTorch's keys are the integer parameter indices
+        let (Ok(i), Some(m)) = (k.parse::<usize>(), v.as_object()) else { continue };
+        let tensor = |name: &str| m.get(name).and_then(|v| file.tensor(v)).cloned();
+        let other = || ParamState::Other { keys: m.keys().cloned().collect() };
+        let entry = if m.len() == 1 && m.get("momentum_buffer").is_some_and(Value::is_null) {
+            continue;
+        } else if let (1, Some(momentum_buffer)) = (m.len(), tensor("momentum_buffer")) {
+            ParamState::Sgd { momentum_buffer }
+        } else if let (3, Some(exp_avg), Some(exp_avg_sq), Some(step)) = (m.len(), tensor("exp_avg"), tensor("exp_avg_sq"), m.get("step")) {
+            // a float32 scalar tensor since torch 1.12, a number before
+            let step = match file.tensor(step) {
+                Some(t) if t.values.len() == 1 => Some(t.values[0] as f64),
+                Some(_) => None,
+                None => step.as_f64(),
+            };
+            match step {
+                Some(step) => ParamState::Adam { step, exp_avg, exp_avg_sq },
+                None => other(),
+            }
+        } else {
+            other()
+        };
+        out.insert(i, entry);
+    }
+    out
 }
 
 /// PyTorch's shape of a parameter of `ours` shape: equal, or a 2D weight lifted to 3D (`(o, i, 1, k, k)`).
@@ -240,6 +303,203 @@ pub fn load_state_dict(net: &mut dyn Network, weights: &HashMap<String, PthTenso
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// optimizer state
+
+/// One parameter's optimizer state, as `optimizer.state_dict()['state'][i]` of PyTorch holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamState {
+    /// `torch.optim.SGD` with momentum: `momentum_buffer`. Burn's SGD velocity is the same quantity (dampening 0:
+    /// the first step's buffer is the gradient, then `buf = μ·buf + g`, `g` with the weight decay added).
+    Sgd { momentum_buffer: PthTensor },
+    /// `torch.optim.Adam`/`AdamW`: `step` (steps taken; a float32 scalar tensor in PyTorch), `exp_avg`,
+    /// `exp_avg_sq`; burn's AdamW `time`, `moment_1`, `moment_2` (bias corrections use `1 − β^step` in both).
+    Adam { step: f64, exp_avg: PthTensor, exp_avg_sq: PthTensor },
+    /// Any other layout (another optimizer, AMSGrad's `max_exp_avg_sq`, …): its keys. Never loaded.
+    Other { keys: Vec<String> },
+}
+
+impl ParamState {
+    fn describe(&self) -> String {
+        match self {
+            ParamState::Sgd { .. } => "SGD's momentum_buffer".into(),
+            ParamState::Adam { .. } => "Adam's step/exp_avg/exp_avg_sq".into(),
+            ParamState::Other { keys } => format!("an optimizer state with keys {keys:?}"),
+        }
+    }
+}
+
+/// Per-parameter optimizer state keyed by the parameter's index in PyTorch's `network.parameters()` (the order in
+/// which parameters first appear in [`Network::torch_state_dict`]). Parameters that never took a step are absent,
+/// as in PyTorch.
+pub type OptimizerState = BTreeMap<usize, ParamState>;
+
+/// The network's parameters in PyTorch's `parameters()` order: path, burn id, our shape.
+fn torch_parameters(net: &dyn Network) -> Vec<(String, ParamId, Vec<usize>)> {
+    let mut by_path: HashMap<String, (ParamId, Vec<usize>)> = net.parameter_ids().into_iter().map(|(p, id, s)| (p, (id, s))).collect();
+    net.torch_state_dict().into_iter().filter_map(|k| by_path.remove(&k.path).map(|(id, s)| (k.path, id, s))).collect()
+}
+
+/// The state of `optim`, the optimizer that trains `net`, per PyTorch parameter index (see [`ParamState`]), read
+/// from burn's record of it (burnpack: tensors `{param id}.momentum.velocity` for SGD, `{id}.momentum.moment_1` /
+/// `moment_2` and the scalar `{id}.momentum.time` for AdamW). Tensors have our parameters' shapes (2D weights with
+/// their unit depth axis). State of ids that are no parameter of `net` is left out; SGD without momentum has none.
+pub fn optimizer_state(net: &dyn Network, optim: &ModuleOptimizer) -> Result<OptimizerState, String> {
+    let bytes = optim.into_bytes().map_err(|e| format!("cannot serialize the optimizer state: {e:?}"))?;
+    let reader = burn_pack::Reader::from_bytes(bytes).map_err(|e| format!("cannot read the optimizer's record: {e}"))?;
+    let scalars = reader.scalars().clone();
+    let index: HashMap<u64, usize> = torch_parameters(net).iter().enumerate().map(|(i, (_, id, _))| (id.val(), i)).collect();
+    let mut fields: BTreeMap<usize, (u64, HashMap<String, PthTensor>)> = BTreeMap::new();
+    for t in reader.into_tensors().map_err(|e| format!("cannot read the optimizer's record: {e}"))? {
+        let (name, dtype, shape, param_id, bytes) = t.into_parts().map_err(|e| format!("optimizer record: {e}"))?;
+        let id = param_id.ok_or_else(|| format!("optimizer record: tensor {name} has no parameter id"))?;
+        let Some(&i) = index.get(&id) else { continue };
+        let values = TensorData::from_bytes(bytes, shape.clone(), dtype)
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| format!("optimizer record: tensor {name}: {e:?}"))?;
+        let field = name.strip_prefix(&format!("{id}.")).unwrap_or(&name).to_string();
+        fields.entry(i).or_insert_with(|| (id, HashMap::new())).1.insert(field, PthTensor { shape: shape.to_vec(), values });
+    }
+    let mut out = OptimizerState::new();
+    for (i, (id, mut f)) in fields {
+        let mut names: Vec<&String> = f.keys().collect();
+        names.sort();
+        let state = match names.as_slice() {
+            [v] if *v == "momentum.velocity" => ParamState::Sgd { momentum_buffer: f.remove("momentum.velocity").expect("present") },
+            [m1, m2] if *m1 == "momentum.moment_1" && *m2 == "momentum.moment_2" => {
+                let time = scalars
+                    .get(&format!("{id}.momentum.time"))
+                    .and_then(|s| u64::try_from(*s).ok())
+                    .ok_or_else(|| format!("optimizer record: parameter {i} has AdamW moments but no step count"))?;
+                ParamState::Adam {
+                    step: time as f64,
+                    exp_avg: f.remove("momentum.moment_1").expect("present"),
+                    exp_avg_sq: f.remove("momentum.moment_2").expect("present"),
+                }
+            }
+            other => return Err(format!("optimizer record: parameter {i} has state {other:?}, neither SGD's nor AdamW's")),
+        };
+        out.insert(i, state);
+    }
+    Ok(out)
+}
+
+/// What [`load_optimizer_state`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateLoad {
+    /// Parameters whose state was loaded.
+    pub loaded: usize,
+    /// Why the state of the file's other parameters was not loaded (it restarts, as for a parameter without state).
+    pub problems: Vec<String>,
+}
+
+/// Put `state` (of a `.pth` file, [`NnunetCheckpoint::optimizer_state`]) into `optim`, an optimizer of `kind` for
+/// `net`, by writing the burnpack record burn's own `ModuleOptimizer::save` would write for it and loading that.
+/// State for another optimizer kind, of another shape, of an index the network does not have, or with a step count
+/// that is no positive integer is not loaded: that parameter restarts (listed in [`StateLoad::problems`]).
+/// Parameters of `net` without state in `state` start afresh too; `optim`'s own previous state is replaced.
+pub fn load_optimizer_state(
+    net: &dyn Network,
+    optim: ModuleOptimizer,
+    kind: OptimizerKind,
+    state: &OptimizerState,
+) -> (ModuleOptimizer, StateLoad) {
+    let params = torch_parameters(net);
+    let mut report = StateLoad::default();
+    let mut tensors = Vec::new();
+    let mut scalars: Vec<(String, burn_pack::Scalar)> = Vec::new();
+    let mut paths = Vec::new();
+    for (&i, s) in state {
+        let Some((path, id, shape)) = params.get(i) else {
+            report.problems.push(format!("state of parameter {i}, but the network has {} parameters", params.len()));
+            continue;
+        };
+        let (fields, time): (Vec<(&str, &PthTensor)>, Option<u64>) = match (kind, s) {
+            (OptimizerKind::Sgd, ParamState::Sgd { momentum_buffer }) => (vec![("momentum.velocity", momentum_buffer)], None),
+            (OptimizerKind::AdamW, ParamState::Adam { step, exp_avg, exp_avg_sq }) => {
+                if !(step.is_finite() && *step >= 1.0 && step.fract() == 0.0 && *step <= u32::MAX as f64) {
+                    report.problems.push(format!("{path}: Adam's step {step} is no step count"));
+                    continue;
+                }
+                (vec![("momentum.moment_1", exp_avg), ("momentum.moment_2", exp_avg_sq)], Some(*step as u64))
+            }
+            (kind, s) => {
+                report.problems.push(format!("{path}: {}, but this trainer's optimizer is {kind:?}", s.describe()));
+                continue;
+            }
+        };
+        let numel: usize = shape.iter().product();
+        if let Some((name, t)) = fields.iter().find(|(_, t)| !shapes_match(&t.shape, shape) || t.values.len() != numel) {
+            report.problems.push(format!("{path}: {name} has shape {:?}, the parameter {:?}", t.shape, shape));
+            continue;
+        }
+        let prefix = id.val().to_string();
+        for (name, t) in fields {
+            let (bytes, _, dtype) = TensorData::new(t.values.clone(), shape.clone()).into_parts();
+            tensors.push(burn_pack::Tensor::new(format!("{prefix}.{name}"), dtype, shape.clone(), Some(id.val()), bytes));
+        }
+        if let Some(time) = time {
+            scalars.push((format!("{prefix}.momentum.time"), burn_pack::Scalar::from(time as usize)));
+        }
+        scalars.push((format!("{prefix}.__rank"), burn_pack::Scalar::from(shape.len())));
+        paths.push((prefix, path.clone()));
+        report.loaded += 1;
+    }
+    let mut writer = burn_pack::Writer::new(tensors);
+    for (k, v) in &scalars {
+        writer = writer.with_scalar(k, *v);
+    }
+    for (k, v) in &paths {
+        writer = writer.with_metadata(k, v);
+    }
+    let loaded = writer.into_bytes().map_err(|e| format!("{e}")).and_then(|b| optim.clone().from_bytes(b).map_err(|e| format!("{e:?}")));
+    match loaded {
+        Ok(o) => (o, report),
+        Err(e) => {
+            report.problems.push(format!("the optimizer did not take the state: {e}"));
+            report.loaded = 0;
+            (optim, report)
+        }
+    }
+}
+
+/// `--c` from a `.pth` file (Python nnU-Net's or ours): the weights into `net` (strictly, [`load_state_dict`]), the
+/// optimizer state into `optim` ([`load_optimizer_state`]; `kind` is the trainer's optimizer), as Python nnU-Net's
+/// `load_checkpoint` does. Returns the metadata, the optimizer and lines for the training log on the optimizer
+/// state (one starting with `WARNING:` when some of the file's state restarts).
+pub fn resume(
+    path: &Path,
+    net: &mut dyn Network,
+    optim: ModuleOptimizer,
+    kind: OptimizerKind,
+) -> Result<(CheckpointMeta, ModuleOptimizer, Vec<String>), PthError> {
+    let c = read_nnunet_checkpoint(path)?;
+    load_state_dict(net, &c.weights).map_err(|m| err(path, m))?;
+    let (optim, report) = load_optimizer_state(net, optim, kind, &c.optimizer_state);
+    let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let what = match kind {
+        OptimizerKind::Sgd => "SGD momentum buffers",
+        OptimizerKind::AdamW => "AdamW moments",
+    };
+    let n = torch_parameters(net).len();
+    let mut lines = vec![if c.optimizer_state.is_empty() {
+        format!("Optimizer state: {file} holds none, the {what} start from zero")
+    } else {
+        format!("Optimizer state: {what} of {} of {n} parameters loaded from {file}", report.loaded)
+    }];
+    if !report.problems.is_empty() {
+        let k = report.problems.len();
+        let shown: Vec<&str> = report.problems.iter().take(3).map(String::as_str).collect();
+        lines.push(format!(
+            "WARNING: the optimizer state of {k} parameter(s) in {file} was not loaded, it restarts from zero: {}{}",
+            shown.join("; "),
+            if k > 3 { format!("; … ({k} in all)") } else { String::new() }
+        ));
+    }
+    Ok((c.meta, optim, lines))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // writing
 
 /// A Python object to pickle.
@@ -252,6 +512,8 @@ enum Py {
     List(Vec<Py>),
     Tuple(Vec<Py>),
     Dict(Vec<(String, Py)>),
+    /// A dict with integer keys (an optimizer's `state`).
+    IntDict(Vec<(i64, Py)>),
     OrderedDict(Vec<(String, Py)>),
     /// A float32 tensor of storage `key`, with its shape (C-contiguous, offset 0).
     Tensor {
@@ -348,6 +610,17 @@ impl Pickler {
                 self.out.push(b'}');
                 self.items(m);
             }
+            Py::IntDict(m) => {
+                self.out.push(b'}');
+                if !m.is_empty() {
+                    self.out.push(b'(');
+                    for (k, v) in m {
+                        self.int(*k);
+                        self.emit(v);
+                    }
+                    self.out.push(b'u');
+                }
+            }
             Py::OrderedDict(m) => {
                 self.global("collections", "OrderedDict");
                 self.out.extend_from_slice(b")R");
@@ -408,12 +681,15 @@ impl OptimizerGroup {
 }
 
 /// Write `net` with `meta` as the dictionary `nnUNetTrainer.save_checkpoint` writes, to `path` (temp file + rename).
-/// `plans` and `dataset_json` become `init_args` (with `configuration`, `fold` and `device`).
+/// `plans` and `dataset_json` become `init_args` (with `configuration`, `fold` and `device`). `optimizer_state` is
+/// `optimizer`'s parameter group and, with `optim` (the optimizer training `net`, of `optimizer.kind`), its
+/// per-parameter state ([`optimizer_state`]) in PyTorch's layout; without it the state is empty.
 pub fn write_nnunet_checkpoint(
     path: &Path,
     net: &dyn Network,
     meta: &CheckpointMeta,
     optimizer: &OptimizerGroup,
+    optim: Option<&ModuleOptimizer>,
     plans: &Value,
     dataset_json: &Value,
 ) -> Result<(), PthError> {
@@ -423,17 +699,41 @@ pub fn write_nnunet_checkpoint(
     let mut storages: Vec<Vec<u8>> = Vec::new();
     let mut weights = Vec::new();
     let two_d = is_2d(plans, &meta.configuration);
+    // 2D networks: PyTorch's weights (and the optimizer's buffers) have no singleton depth axis
+    let torch_shape = |s: &[usize]| if two_d && s.len() == 5 && s[2] == 1 { [&s[..2], &s[3..]].concat() } else { s.to_vec() };
     for k in net.torch_state_dict() {
         let p = params.get(&k.path).ok_or_else(|| err(path, format!("state-dict key {} names no parameter ({})", k.key, k.path)))?;
         let storage = *storage_of.entry(k.path.clone()).or_insert_with(|| {
             storages.push(p.values.iter().flat_map(|v| v.to_le_bytes()).collect());
             storages.len() - 1
         });
-        // 2D networks: PyTorch's weights have no singleton depth axis
-        let shape = if two_d && p.shape.len() == 5 && p.shape[2] == 1 { [&p.shape[..2], &p.shape[3..]].concat() } else { p.shape.clone() };
+        let shape = torch_shape(&p.shape);
         weights.push((k.key, Py::Tensor { storage, numel: p.values.len(), shape }));
     }
     let n_params = storages.len();
+    let state = match optim {
+        Some(o) => optimizer_state(net, o).map_err(|m| err(path, m))?,
+        None => OptimizerState::new(),
+    };
+    let mut tensor = |t: &PthTensor| {
+        storages.push(t.values.iter().flat_map(|v| v.to_le_bytes()).collect());
+        Py::Tensor { storage: storages.len() - 1, numel: t.values.len(), shape: torch_shape(&t.shape) }
+    };
+    let mut state_py = Vec::with_capacity(state.len());
+    for (i, s) in &state {
+        let entry = match (optimizer.kind, s) {
+            (nnunet_core::OptimizerKind::Sgd, ParamState::Sgd { momentum_buffer }) => {
+                vec![("momentum_buffer".into(), tensor(momentum_buffer))]
+            }
+            (nnunet_core::OptimizerKind::AdamW, ParamState::Adam { step, exp_avg, exp_avg_sq }) => vec![
+                ("step".to_string(), tensor(&PthTensor { shape: vec![], values: vec![*step as f32] })),
+                ("exp_avg".into(), tensor(exp_avg)),
+                ("exp_avg_sq".into(), tensor(exp_avg_sq)),
+            ],
+            (kind, s) => return Err(err(path, format!("the optimizer holds {} but the parameter group is {kind:?}'s", s.describe()))),
+        };
+        state_py.push((*i as i64, Py::Dict(entry)));
+    }
     let mut group = match optimizer.kind {
         nnunet_core::OptimizerKind::Sgd => vec![
             ("lr".to_string(), Py::Float(optimizer.lr)),
@@ -457,6 +757,7 @@ pub fn write_nnunet_checkpoint(
             ("capturable".into(), Py::Bool(false)),
             ("differentiable".into(), Py::Bool(false)),
             ("fused".into(), Py::None),
+            ("decoupled_weight_decay".into(), Py::Bool(true)),
         ],
     };
     group.push(("params".into(), Py::List((0..n_params as i64).map(Py::Int).collect())));
@@ -476,7 +777,7 @@ pub fn write_nnunet_checkpoint(
         ("network_weights".into(), Py::OrderedDict(weights)),
         (
             "optimizer_state".into(),
-            Py::Dict(vec![("state".into(), Py::Dict(Vec::new())), ("param_groups".into(), Py::List(vec![Py::Dict(group)]))]),
+            Py::Dict(vec![("state".into(), Py::IntDict(state_py)), ("param_groups".into(), Py::List(vec![Py::Dict(group)]))]),
         ),
         ("grad_scaler_state".into(), Py::None),
         ("logging".into(), logging),
@@ -518,23 +819,25 @@ pub fn write_nnunet_checkpoint(
     p.emit(&root);
     p.out.push(b'.');
 
+    // streamed into the file entry by entry (no second copy of the storages in memory)
     let archive = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "archive".into());
-    let mut entries: Vec<(String, Vec<u8>)> = vec![
-        (format!("{archive}/data.pkl"), p.out),
-        (format!("{archive}/.format_version"), b"1".to_vec()),
-        (format!("{archive}/.storage_alignment"), b"64".to_vec()),
-        (format!("{archive}/byteorder"), b"little".to_vec()),
-    ];
-    let mut hash = flate2::Crc::new();
-    for (i, s) in storages.into_iter().enumerate() {
-        hash.update(&s);
-        entries.push((format!("{archive}/data/{i}"), s));
-    }
-    entries.push((format!("{archive}/version"), b"3\n".to_vec()));
-    entries.push((format!("{archive}/.data/serialization_id"), format!("{:040}", hash.sum()).into_bytes()));
-    let refs: Vec<(&str, &[u8])> = entries.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
-    let zip = crate::inference::zip_bytes(&refs, Some(64)).map_err(|e| err(path, e.to_string()))?;
-    nnunet_schema::json::write_atomic(path, &zip).map_err(|e| err(path, e.to_string()))
+    nnunet_schema::json::write_atomic_with(path, |f| {
+        let mut zip = crate::zip::ZipWriter::new(std::io::BufWriter::new(f), Some(64));
+        zip.add(&format!("{archive}/data.pkl"), &p.out)?;
+        zip.add(&format!("{archive}/.format_version"), b"1")?;
+        zip.add(&format!("{archive}/.storage_alignment"), b"64")?;
+        zip.add(&format!("{archive}/byteorder"), b"little")?;
+        let mut hash = flate2::Crc::new();
+        for (i, s) in storages.iter().enumerate() {
+            hash.update(s);
+            zip.add(&format!("{archive}/data/{i}"), s)?;
+        }
+        zip.add(&format!("{archive}/version"), b"3\n")?;
+        zip.add(&format!("{archive}/.data/serialization_id"), format!("{:040}", hash.sum()).as_bytes())?;
+        zip.finish()?.into_inner().map_err(|e| e.into_error())?;
+        Ok(())
+    })
+    .map_err(|e| err(path, e.to_string()))
 }
 
 /// Whether configuration `name` of `plans` is 2D (a two-element patch size): its PyTorch weights have no depth axis.
@@ -633,7 +936,7 @@ mod tests {
             let dir = tmp(&format!("rt{dims}{resenc}"));
             let path = dir.join("checkpoint_final.pth");
             let source = net(dims, resenc, 1);
-            write_nnunet_checkpoint(&path, source.as_ref(), &meta(), &group(), &plans(dims, resenc), &json!({"labels": {}})).unwrap();
+            write_nnunet_checkpoint(&path, source.as_ref(), &meta(), &group(), None, &plans(dims, resenc), &json!({"labels": {}})).unwrap();
             let c = read_nnunet_checkpoint(&path).unwrap();
             // every key of PyTorch's state dict, 2D weights without the depth axis
             assert_eq!(c.weights.len(), source.torch_state_dict().len());
@@ -664,7 +967,7 @@ mod tests {
     fn loading_is_strict_and_lists_every_problem() {
         let dir = tmp("strict");
         let path = dir.join("c.pth");
-        write_nnunet_checkpoint(&path, net(3, false, 1).as_ref(), &meta(), &group(), &plans(3, false), &json!({})).unwrap();
+        write_nnunet_checkpoint(&path, net(3, false, 1).as_ref(), &meta(), &group(), None, &plans(3, false), &json!({})).unwrap();
         let mut w = read_nnunet_checkpoint(&path).unwrap().weights;
         // both keys of the aliased tensor must go for it to be missing
         w.remove("encoder.stages.0.0.convs.0.conv.bias");
@@ -718,5 +1021,175 @@ mod tests {
         assert_eq!(decode_tensor(&t, &bf, true).unwrap().values, vec![1.5, -2.0]);
         let t = TensorRef { storage: "0".into(), storage_type: "FloatStorage".into(), offset: 0, shape: vec![3], stride: vec![1] };
         assert!(decode_tensor(&t, &[0u8; 8], true).unwrap_err().contains("beyond its storage"));
+    }
+
+    // ---- optimizer state -------------------------------------------------------------------------------------
+
+    fn train_net(dims: usize, seed: u64) -> Box<dyn Network> {
+        let spec = NetworkSpec {
+            arch_kwargs: kwargs(dims, false).as_object().unwrap().clone(),
+            in_channels: 1,
+            out_channels: 3,
+            deep_supervision: true,
+        };
+        let dev = Device::default();
+        dev.seed(seed);
+        let arch = nnunet_core::registry::architectures().unwrap().get(nnunet_arch_unet::PLAIN_NAME).unwrap();
+        (arch.make)().build(&spec, &dev.autodiff()).unwrap()
+    }
+
+    fn optimizer_of(kind: OptimizerKind) -> ModuleOptimizer {
+        match kind {
+            OptimizerKind::Sgd => crate::optim::sgd(0.99, 3e-5),
+            OptimizerKind::AdamW => crate::optim::adamw(3e-5, 1e-4),
+        }
+    }
+
+    fn group_of(kind: OptimizerKind) -> OptimizerGroup {
+        OptimizerGroup { kind, lr: 0.01, weight_decay: 3e-5, momentum: 0.99, eps: 1e-4 }
+    }
+
+    /// Optimizer steps `steps` (step k sees its own input) on a loss of the full-resolution output only: the
+    /// lower-resolution segmentation heads get no gradient and keep no state, as `decoder.seg_layers.0` in nnU-Net.
+    fn train(net: &mut dyn Network, optim: &mut ModuleOptimizer, kind: OptimizerKind, dims: usize, steps: std::ops::Range<usize>) {
+        use burn::tensor::Tensor;
+        let dev = Device::default().autodiff();
+        let shape = if dims == 3 { [1, 1, 8, 8, 8] } else { [1, 1, 1, 16, 16] };
+        let lr = if kind == OptimizerKind::Sgd { 0.1 } else { 0.01 };
+        for k in steps {
+            let n: usize = shape.iter().product();
+            let x: Vec<f32> = (0..n).map(|i| ((0.37 * i as f64 + k as f64).sin() * (0.11 * i as f64).cos()) as f32).collect();
+            let x = Tensor::<5>::from_data(TensorData::new(x, shape), &dev);
+            let y = net.forward(x).remove(0);
+            let loss = (y.sub_scalar(0.25).powi_scalar(2)).mean();
+            net.step(optim, lr, loss, Some(12.0));
+        }
+    }
+
+    fn max_diff(a: &dyn Network, b: &dyn Network) -> f32 {
+        let (a, b) = (a.named_parameters(), b.named_parameters());
+        a.iter().zip(&b).flat_map(|(p, q)| p.values.iter().zip(&q.values).map(|(x, y)| (x - y).abs())).fold(0.0, f32::max)
+    }
+
+    fn tensors(s: &ParamState) -> Vec<&PthTensor> {
+        match s {
+            ParamState::Sgd { momentum_buffer } => vec![momentum_buffer],
+            ParamState::Adam { exp_avg, exp_avg_sq, .. } => vec![exp_avg, exp_avg_sq],
+            ParamState::Other { .. } => vec![],
+        }
+    }
+
+    /// Two steps, `.pth` written and read back: the file's buffers are burn's velocities (AdamW: moments and step),
+    /// in PyTorch's shapes. Resumed from the file into a fresh network and optimizer, a third step gives the weights
+    /// of the uninterrupted three-step run; restarting the optimizer instead (what `--c` from a `.pth` did before)
+    /// does not.
+    #[test]
+    fn optimizer_state_survives_the_pth_and_resumes_exactly() {
+        for kind in [OptimizerKind::Sgd, OptimizerKind::AdamW] {
+            for dims in [3, 2] {
+                let dir = tmp(&format!("opt{kind:?}{dims}"));
+                let path = dir.join("checkpoint_latest.pth");
+                let mut a = train_net(dims, 1);
+                let mut oa = optimizer_of(kind);
+                train(a.as_mut(), &mut oa, kind, dims, 0..2);
+                let plans = plans(dims, false);
+                write_nnunet_checkpoint(&path, a.as_ref(), &meta(), &group_of(kind), Some(&oa), &plans, &json!({})).unwrap();
+                let c = read_nnunet_checkpoint(&path).unwrap();
+                let ours = optimizer_state(a.as_ref(), &oa).unwrap();
+                let n = a.parameter_ids().len();
+                assert!(!ours.is_empty() && ours.len() < n, "{kind:?} {dims}D: {} of {n} parameters with state", ours.len());
+                assert_eq!(c.optimizer_state.len(), ours.len(), "{kind:?} {dims}D");
+                for (i, s) in &ours {
+                    let f = &c.optimizer_state[i];
+                    assert_eq!(std::mem::discriminant(s), std::mem::discriminant(f), "{kind:?} {dims}D parameter {i}");
+                    if let (ParamState::Adam { step, .. }, ParamState::Adam { step: fs, .. }) = (s, f) {
+                        assert_eq!((*step, *fs), (2.0, 2.0));
+                    }
+                    for (t, ft) in tensors(s).into_iter().zip(tensors(f)) {
+                        assert_eq!(ft.values, t.values, "{kind:?} {dims}D parameter {i}");
+                        let torch: Vec<usize> =
+                            if dims == 2 && t.shape.len() == 5 { [&t.shape[..2], &t.shape[3..]].concat() } else { t.shape.clone() };
+                        assert_eq!(ft.shape, torch, "{kind:?} {dims}D parameter {i}");
+                    }
+                }
+                let mut b = train_net(dims, 2);
+                load_state_dict(b.as_mut(), &c.weights).unwrap();
+                let (mut ob, report) = load_optimizer_state(b.as_ref(), optimizer_of(kind), kind, &c.optimizer_state);
+                assert_eq!(report, StateLoad { loaded: ours.len(), problems: vec![] }, "{kind:?} {dims}D");
+                let mut cold = train_net(dims, 3);
+                load_state_dict(cold.as_mut(), &c.weights).unwrap();
+                let mut ocold = optimizer_of(kind);
+                train(a.as_mut(), &mut oa, kind, dims, 2..3);
+                train(b.as_mut(), &mut ob, kind, dims, 2..3);
+                train(cold.as_mut(), &mut ocold, kind, dims, 2..3);
+                let (resumed, restarted) = (max_diff(a.as_ref(), b.as_ref()), max_diff(a.as_ref(), cold.as_ref()));
+                eprintln!(
+                    "{kind:?} {dims}D: {} of {n} parameters with state; step 3 resumed from the .pth vs uninterrupted: max |Δw| {resumed:e}; with a restarted optimizer: {restarted:e}",
+                    ours.len()
+                );
+                assert!(resumed <= 1e-6, "{kind:?} {dims}D: resumed run differs by {resumed}");
+                assert!(restarted > 1e-4, "{kind:?} {dims}D: a restarted optimizer should differ, by {restarted}");
+                std::fs::remove_dir_all(&dir).ok();
+            }
+        }
+    }
+
+    /// State that does not fit is not loaded and says why: another optimizer's, a wrong shape, an index the network
+    /// does not have, a step count that is none; the rest loads. `resume` turns it into a `WARNING:` log line.
+    #[test]
+    fn unfitting_optimizer_state_restarts_with_the_reason() {
+        let mut a = train_net(3, 1);
+        let mut oa = optimizer_of(OptimizerKind::Sgd);
+        train(a.as_mut(), &mut oa, OptimizerKind::Sgd, 3, 0..1);
+        let state = optimizer_state(a.as_ref(), &oa).unwrap();
+        let (_, r) = load_optimizer_state(a.as_ref(), optimizer_of(OptimizerKind::AdamW), OptimizerKind::AdamW, &state);
+        assert_eq!((r.loaded, r.problems.len()), (0, state.len()));
+        assert!(r.problems[0].contains("SGD's momentum_buffer, but this trainer's optimizer is AdamW"), "{:?}", r.problems);
+        let mut bad = state.clone();
+        let (&first, _) = bad.iter().next().unwrap();
+        bad.insert(first, ParamState::Sgd { momentum_buffer: PthTensor { shape: vec![3], values: vec![0.0; 3] } });
+        bad.insert(10_000, state[&first].clone());
+        let (o, r) = load_optimizer_state(a.as_ref(), optimizer_of(OptimizerKind::Sgd), OptimizerKind::Sgd, &bad);
+        assert_eq!(r.loaded, state.len() - 1);
+        assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
+        assert!(r.problems[0].contains("momentum.velocity has shape [3], the parameter [4, 1, 3, 3, 3]"), "{:?}", r.problems);
+        assert!(r.problems[1].contains("state of parameter 10000, but the network has"), "{:?}", r.problems);
+        let back = optimizer_state(a.as_ref(), &o).unwrap();
+        assert_eq!(back.len(), state.len() - 1);
+        assert!(back.iter().all(|(i, s)| *i != first && state[i] == *s));
+        let adam = OptimizerState::from([(
+            first,
+            ParamState::Adam {
+                step: 1.5,
+                exp_avg: PthTensor { shape: vec![], values: vec![] },
+                exp_avg_sq: PthTensor { shape: vec![], values: vec![] },
+            },
+        )]);
+        let (_, r) = load_optimizer_state(a.as_ref(), optimizer_of(OptimizerKind::AdamW), OptimizerKind::AdamW, &adam);
+        assert!(r.loaded == 0 && r.problems[0].contains("step 1.5 is no step count"), "{:?}", r.problems);
+        // through a file: resuming an AdamW trainer from an SGD checkpoint warns, the weights still load
+        let dir = tmp("optbad");
+        let path = dir.join("checkpoint_final.pth");
+        write_nnunet_checkpoint(&path, a.as_ref(), &meta(), &group(), Some(&oa), &plans(3, false), &json!({})).unwrap();
+        let mut b = train_net(3, 2);
+        let (m, _, lines) = resume(&path, b.as_mut(), optimizer_of(OptimizerKind::AdamW), OptimizerKind::AdamW).unwrap();
+        assert_eq!(m.current_epoch, 7);
+        assert_eq!(max_diff(a.as_ref(), b.as_ref()), 0.0);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains(&format!("AdamW moments of 0 of {} parameters", a.parameter_ids().len())), "{lines:?}");
+        assert!(
+            lines[1].starts_with("WARNING: the optimizer state of") && lines[1].contains(&format!("({} in all)", state.len())),
+            "{lines:?}"
+        );
+        let (_, _, lines) = resume(&path, b.as_mut(), optimizer_of(OptimizerKind::Sgd), OptimizerKind::Sgd).unwrap();
+        assert_eq!(
+            lines,
+            vec![format!(
+                "Optimizer state: SGD momentum buffers of {} of {} parameters loaded from checkpoint_final.pth",
+                state.len(),
+                a.parameter_ids().len()
+            )]
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

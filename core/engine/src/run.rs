@@ -321,14 +321,21 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     if req.continue_training {
         match checkpoint::resume_candidate(&fold_dir) {
             Some(stored) => {
+                let mut optim_note = Vec::new();
                 let meta = match &stored {
                     checkpoint::Stored::Folder(dir) => {
                         let (meta, o) = checkpoint::load(dir, net.as_mut(), Some(optim)).map_err(|e| input(e.to_string()))?;
                         optim = o.expect("optimizer passed in");
                         meta
                     }
-                    // Python nnU-Net's checkpoint: weights, epoch, logging; SGD's momentum restarts
-                    checkpoint::Stored::Pth(_) => stored.load_network(net.as_mut()).map_err(|e| input(e.to_string()))?,
+                    // nnU-Net's checkpoint: weights, epoch, logging and the optimizer state (what does not fit restarts)
+                    checkpoint::Stored::Pth(p) => {
+                        let (meta, o, lines) =
+                            crate::pth::resume(p, net.as_mut(), optim, req.trainer.optimizer).map_err(|e| input(e.to_string()))?;
+                        optim = o;
+                        optim_note = lines;
+                        meta
+                    }
                 };
                 let dir = stored.path().to_path_buf();
                 log = meta.logging;
@@ -345,6 +352,7 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
                     rng.seed,
                     rng.next_train_batch
                 );
+                let note = std::iter::once(note).chain(optim_note).collect::<Vec<_>>().join("\n");
                 events(TrainEvent::Message(note.clone()));
                 resume_note = Some(note);
             }
@@ -394,8 +402,8 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         }
     ));
     let _ = text.log(&format!("configuration: {}", Value::Object(st.cfg.clone())));
-    if let Some(note) = &resume_note {
-        let _ = text.log(note);
+    for line in resume_note.iter().flat_map(|n| n.lines()) {
+        let _ = text.log(line);
     }
     let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into());
     let tb_name = event_file_name(now_wall_time() as u64, &host);
@@ -489,7 +497,7 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
                 let _ = text.new_best_ema(LogTime::now(), ema);
                 let meta = meta_for(epoch + 1, &log, best_ema);
                 checkpoint::save(&fold_dir.join("checkpoint_best"), net.as_ref(), Some(&optim), &meta).map_err(|e| input(e.to_string()))?;
-                write_pth(req, &fold_dir.join("checkpoint_best.pth"), net.as_ref(), &meta, lr)?;
+                write_pth(req, &fold_dir.join("checkpoint_best.pth"), net.as_ref(), &optim, &meta, lr)?;
             }
         } else if new_best {
             best_ema = Some(ema);
@@ -509,7 +517,7 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         let meta = meta_for(n_epochs, &log, best_ema);
         checkpoint::save(&fold_dir.join("checkpoint_final"), net.as_ref(), Some(&optim), &meta).map_err(|e| input(e.to_string()))?;
         let lr = log.lrs.last().copied().unwrap_or(req.trainer.initial_lr);
-        write_pth(req, &fold_dir.join("checkpoint_final.pth"), net.as_ref(), &meta, lr)?;
+        write_pth(req, &fold_dir.join("checkpoint_final.pth"), net.as_ref(), &optim, &meta, lr)?;
         let _ = std::fs::remove_dir_all(fold_dir.join("checkpoint_latest"));
     }
     write_debug_json(req, &st, &fold_dir, net.num_params(), &memory)?;
@@ -522,13 +530,20 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     Ok(TrainOutcome { fold_dir, epochs_run: n_epochs.saturating_sub(start_epoch), log })
 }
 
-/// The checkpoint also as Python nnU-Net's `.pth` (network weights, logging, init args; see [`crate::pth`]), so
-/// Python nnU-Net predicts with, exports or fine-tunes from a model trained here.
-fn write_pth(req: &TrainRequest, path: &Path, net: &dyn Network, meta: &CheckpointMeta, lr: f64) -> Result<(), TrainError> {
+/// The checkpoint also as Python nnU-Net's `.pth` (network weights, optimizer state, logging, init args; see
+/// [`crate::pth`]), so Python nnU-Net predicts with, exports, fine-tunes from or continues (`--c`) a model trained here.
+fn write_pth(
+    req: &TrainRequest,
+    path: &Path,
+    net: &dyn Network,
+    optim: &burn::optim::ModuleOptimizer,
+    meta: &CheckpointMeta,
+    lr: f64,
+) -> Result<(), TrainError> {
     let plans = serde_json::to_value(&req.plans).map_err(|e| io(path, e))?;
     let dataset_json = serde_json::to_value(&req.dataset_json).map_err(|e| io(path, e))?;
     let group = crate::pth::OptimizerGroup::new(&req.trainer, lr);
-    crate::pth::write_nnunet_checkpoint(path, net, meta, &group, &plans, &dataset_json).map_err(|e| io(path, e))
+    crate::pth::write_nnunet_checkpoint(path, net, meta, &group, Some(optim), &plans, &dataset_json).map_err(|e| io(path, e))
 }
 
 /// nnU-Net's `perform_actual_validation`: predict the fold's validation cases from their preprocessed arrays with the
