@@ -478,15 +478,15 @@ pub fn plan_experiment(k: &PlannerConstants, ctx: &PlanContext<'_>) -> Result<Pl
     if !(gpu_target_gb.is_finite() && gpu_target_gb > 0.0) {
         return Err(PlanError::Invalid(format!("gpu_memory_target must be a positive number, got {gpu_target_gb}")));
     }
-    if let Some(w) = k.gpu_target_warning_name {
-        if gpu_target_gb != k.default_gpu_memory_target_gb {
-            messages.push(format!(
-                "WARNING: You are running {w} with a non-standard gpu_memory_target_in_gb. Expected {}, got {}.\
-                 You should only see this warning if you modified this value intentionally!!",
-                k.default_gpu_memory_target_gb as i64,
-                python_float_repr(gpu_target_gb)
-            ));
-        }
+    if let Some(w) = k.gpu_target_warning_name
+        && gpu_target_gb != k.default_gpu_memory_target_gb
+    {
+        messages.push(format!(
+            "WARNING: You are running {w} with a non-standard gpu_memory_target_in_gb. Expected {}, got {}.\
+             You should only see this warning if you modified this value intentionally!!",
+            k.default_gpu_memory_target_gb as i64,
+            python_float_repr(gpu_target_gb)
+        ));
     }
     let plans_name = ctx.plans_name.unwrap_or(k.default_plans_name).to_string();
     let preprocessor = ctx.preprocessor_name.unwrap_or("DefaultPreprocessor");
@@ -508,10 +508,10 @@ pub fn plan_experiment(k: &PlannerConstants, ctx: &PlanContext<'_>) -> Result<Pl
     if fp.spacings.iter().flatten().any(|&s| !(s > 0.0 && s.is_finite())) {
         return Err(PlanError::Invalid("fingerprint spacings must be positive and finite".into()));
     }
-    if let Some(o) = ctx.overwrite_target_spacing {
-        if o.len() != 3 || o.iter().any(|&s| !(s > 0.0 && s.is_finite())) {
-            return Err(PlanError::Invalid(format!("overwrite_target_spacing must be 3 positive numbers, got {o:?}")));
-        }
+    if let Some(o) = ctx.overwrite_target_spacing
+        && (o.len() != 3 || o.iter().any(|&s| !(s > 0.0 && s.is_finite())))
+    {
+        return Err(PlanError::Invalid(format!("overwrite_target_spacing must be 3 positive numbers, got {o:?}")));
     }
     let channels = dj.channels();
     if channels.is_empty() {

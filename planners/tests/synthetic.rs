@@ -47,7 +47,7 @@ fn liver_like_cascade_structure() {
     let names: Vec<&str> = c.keys().map(String::as_str).collect();
     assert_eq!(names, ["2d", "3d_lowres", "3d_fullres", "3d_cascade_fullres"]);
     let lowres = c["3d_lowres"].as_object().unwrap();
-    assert_eq!(lowres.keys().last().unwrap(), "next_stage");
+    assert_eq!(lowres.keys().next_back().unwrap(), "next_stage");
     assert_eq!(lowres["next_stage"], "3d_cascade_fullres");
     assert_eq!(lowres["batch_dice"], false);
     assert_eq!(lowres["data_identifier"], "nnUNetResEncUNetMPlans_3d_lowres");

@@ -100,7 +100,7 @@ fn cascade_trains_on_lowres_exports_and_predicts() {
     let mut plans = read_json(&plans_path);
     let cfgs = plans["configurations"].as_object().unwrap();
     assert_eq!(cfgs.keys().collect::<Vec<_>>(), ["2d", "3d_lowres", "3d_fullres", "3d_cascade_fullres"], "{plans}");
-    assert_eq!(cfgs["3d_lowres"].as_object().unwrap().keys().last().unwrap(), "next_stage");
+    assert_eq!(cfgs["3d_lowres"].as_object().unwrap().keys().next_back().unwrap(), "next_stage");
     assert_eq!(cfgs["3d_lowres"]["next_stage"], json!("3d_cascade_fullres"));
     assert_eq!(cfgs["3d_cascade_fullres"], json!({"inherits_from": "3d_fullres", "previous_stage": "3d_lowres"}));
     let lowres_shape: Vec<usize> = serde_json::from_value(cfgs["3d_lowres"]["median_image_size_in_voxels"].clone()).unwrap();

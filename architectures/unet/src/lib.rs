@@ -101,8 +101,8 @@ impl Architecture for UNetArchitecture {
         }
         let mut sizes = Vec::new();
         for s in 0..kw.n_stages() {
-            for a in 0..3 {
-                size[a] /= kw.strides[s][a];
+            for (a, x) in size.iter_mut().enumerate() {
+                *x /= kw.strides[s][a];
             }
             sizes.push(size);
             lines.push(format!(

@@ -337,6 +337,72 @@ pub fn parse(c: &'static CommandSpec, native: bool, prog: &str, args: &[String])
     }
 }
 
+/// `docs/CLI.md`: every nnU-Net command and flag next to its native spelling, generated from the spec so the
+/// document cannot drift (a test compares it with the file).
+pub fn cli_markdown(implemented: impl Fn(&str) -> Option<&'static str>) -> String {
+    let mut s = String::new();
+    s.push_str("# Command line: nnU-Net ↔ nnunet\n\n");
+    s.push_str("Generated from `core/cli/src/nnunet_commands.json` (nnU-Net 2.8.1's argparse definitions, ADR 0004) and\n");
+    s.push_str("`core/cli/src/nnunet_extensions.json` (this project's added flags, marked [nnunet extension]) by\n");
+    s.push_str("`NNUNET_BLESS=1 cargo test -p nnunet-cli cli_md`; a test fails when this file is stale.\n\n");
+    s.push_str("Every command below answers to its nnU-Net name when the binary is invoked through a link of that name\n");
+    s.push_str("(`nnunet install-aliases DIR` creates them), with nnU-Net's flags verbatim. The native spelling is\n");
+    s.push_str("`nnunet <command> --<flag>`; a native subcommand exists once the command is implemented.\n\n");
+    s.push_str(
+        "Native-only commands (`nnunet <command> --help` for their flags): `nnunet list [planners|architectures|trainers|losses]`,\n",
+    );
+    s.push_str("`nnunet install-aliases DIR [--force]`, `nnunet summary` (network, shapes, parameters of a configuration),\n");
+    s.push_str("`nnunet calibrate-vram` (measured peak memory of training steps next to the memory proxy), `nnunet benchmark`\n");
+    s.push_str("(several architectures under the same plans → benchmark.md/json), `nnunet export-preprocessed`,\n");
+    s.push_str("`nnunet plugin build PATH` (a binary with an out-of-tree plugin crate linked), `nnunet plugin info LIB`,\n");
+    s.push_str("`nnunet --plugin LIB <command>` (run a command inside a dynamic plugin; see docs/PLUGINS.md),\n");
+    s.push_str("`nnunet --version` (version and compiled backends).\n\n");
+    s.push_str("| nnU-Net command | native | status |\n|---|---|---|\n");
+    for c in &spec().commands {
+        let st = implemented(&c.native).unwrap_or("flags parsed; behaviour not implemented yet (exit code 1)");
+        s.push_str(&format!("| `{}` | `nnunet {}` | {} |\n", c.alias, c.native, st));
+    }
+    for c in &spec().commands {
+        s.push_str(&format!("\n## `{}` → `nnunet {}`\n\n", c.alias, c.native));
+        s.push_str(&format!("nnU-Net entry point: `{}`.", c.entry));
+        if c.parse_known_args {
+            s.push_str(" Unknown flags are ignored with a warning (nnU-Net uses `parse_known_args`).");
+        }
+        s.push_str("\n\n| nnU-Net | native | type | default | help |\n|---|---|---|---|---|\n");
+        for a in &c.args {
+            let nn = a.flags.join(", ");
+            let native = if a.positional {
+                format!("`{}` (positional)", a.dest)
+            } else {
+                let mut v = vec![];
+                if let Some(ch) = a.short() {
+                    v.push(format!("`-{ch}`"));
+                }
+                if let Some(n) = &a.native {
+                    v.push(format!("`--{n}`"));
+                }
+                v.join(", ")
+            };
+            let ty = match (&a.ty[..], a.is_list()) {
+                ("bool", _) => "flag".to_string(),
+                (t, true) => format!("{t} list"),
+                (t, false) => t.to_string(),
+            };
+            let default = match &a.default {
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(v) => format!("`{}`", v),
+            };
+            let default = match &a.default_env {
+                Some(e) => format!("{default} (env `{e}`)"),
+                None => default,
+            };
+            let help = a.help.replace('|', "\\|").replace('\n', " ");
+            s.push_str(&format!("| `{nn}` | {native} | {ty} | {default} | {help} |\n"));
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,70 +503,4 @@ mod tests {
         let h = alias_help(by_alias("nnUNetv2_plan_and_preprocess").unwrap());
         assert!(h.contains("-npfp <NPFP>") && h.contains("-np <NP>"), "{h}");
     }
-}
-
-/// `docs/CLI.md`: every nnU-Net command and flag next to its native spelling, generated from the spec so the
-/// document cannot drift (a test compares it with the file).
-pub fn cli_markdown(implemented: impl Fn(&str) -> Option<&'static str>) -> String {
-    let mut s = String::new();
-    s.push_str("# Command line: nnU-Net ↔ nnunet\n\n");
-    s.push_str("Generated from `core/cli/src/nnunet_commands.json` (nnU-Net 2.8.1's argparse definitions, ADR 0004) and\n");
-    s.push_str("`core/cli/src/nnunet_extensions.json` (this project's added flags, marked [nnunet extension]) by\n");
-    s.push_str("`NNUNET_BLESS=1 cargo test -p nnunet-cli cli_md`; a test fails when this file is stale.\n\n");
-    s.push_str("Every command below answers to its nnU-Net name when the binary is invoked through a link of that name\n");
-    s.push_str("(`nnunet install-aliases DIR` creates them), with nnU-Net's flags verbatim. The native spelling is\n");
-    s.push_str("`nnunet <command> --<flag>`; a native subcommand exists once the command is implemented.\n\n");
-    s.push_str(
-        "Native-only commands (`nnunet <command> --help` for their flags): `nnunet list [planners|architectures|trainers|losses]`,\n",
-    );
-    s.push_str("`nnunet install-aliases DIR [--force]`, `nnunet summary` (network, shapes, parameters of a configuration),\n");
-    s.push_str("`nnunet calibrate-vram` (measured peak memory of training steps next to the memory proxy), `nnunet benchmark`\n");
-    s.push_str("(several architectures under the same plans → benchmark.md/json), `nnunet export-preprocessed`,\n");
-    s.push_str("`nnunet plugin build PATH` (a binary with an out-of-tree plugin crate linked), `nnunet plugin info LIB`,\n");
-    s.push_str("`nnunet --plugin LIB <command>` (run a command inside a dynamic plugin; see docs/PLUGINS.md),\n");
-    s.push_str("`nnunet --version` (version and compiled backends).\n\n");
-    s.push_str("| nnU-Net command | native | status |\n|---|---|---|\n");
-    for c in &spec().commands {
-        let st = implemented(&c.native).unwrap_or("flags parsed; behaviour not implemented yet (exit code 1)");
-        s.push_str(&format!("| `{}` | `nnunet {}` | {} |\n", c.alias, c.native, st));
-    }
-    for c in &spec().commands {
-        s.push_str(&format!("\n## `{}` → `nnunet {}`\n\n", c.alias, c.native));
-        s.push_str(&format!("nnU-Net entry point: `{}`.", c.entry));
-        if c.parse_known_args {
-            s.push_str(" Unknown flags are ignored with a warning (nnU-Net uses `parse_known_args`).");
-        }
-        s.push_str("\n\n| nnU-Net | native | type | default | help |\n|---|---|---|---|---|\n");
-        for a in &c.args {
-            let nn = a.flags.join(", ");
-            let native = if a.positional {
-                format!("`{}` (positional)", a.dest)
-            } else {
-                let mut v = vec![];
-                if let Some(ch) = a.short() {
-                    v.push(format!("`-{ch}`"));
-                }
-                if let Some(n) = &a.native {
-                    v.push(format!("`--{n}`"));
-                }
-                v.join(", ")
-            };
-            let ty = match (&a.ty[..], a.is_list()) {
-                ("bool", _) => "flag".to_string(),
-                (t, true) => format!("{t} list"),
-                (t, false) => t.to_string(),
-            };
-            let default = match &a.default {
-                None | Some(serde_json::Value::Null) => String::new(),
-                Some(v) => format!("`{}`", v),
-            };
-            let default = match &a.default_env {
-                Some(e) => format!("{default} (env `{e}`)"),
-                None => default,
-            };
-            let help = a.help.replace('|', "\\|").replace('\n', " ");
-            s.push_str(&format!("| `{nn}` | {native} | {ty} | {default} | {help} |\n"));
-        }
-    }
-    s
 }

@@ -42,6 +42,10 @@ pub fn default_torch_key(path: &str) -> String {
     }
 }
 
+/// A parameter replacement callback of [`Network::replace_parameters`]: `f(path, shape)` returns the new values of
+/// that parameter, or `None` to keep it.
+pub type ReplaceFn<'a> = dyn FnMut(&str, &[usize]) -> Option<Vec<f32>> + 'a;
+
 /// A network as the engine sees it.
 pub trait Network: Send {
     /// Logits, full resolution first.
@@ -99,7 +103,7 @@ pub trait Network: Send {
 
     /// Replace float parameters: `f(path, shape)` returns new values for that parameter (as many as its shape holds)
     /// or `None` to keep it. Device and trainability are kept. Returns how many parameters were replaced.
-    fn replace_parameters(&mut self, f: &mut dyn FnMut(&str, &[usize]) -> Option<Vec<f32>>) -> usize;
+    fn replace_parameters(&mut self, f: &mut ReplaceFn<'_>) -> usize;
 
     /// The state dict of the PyTorch original of this network, in PyTorch's order: every key PyTorch's
     /// `state_dict()` holds, with the path of the parameter behind it. The first key of each parameter is in
@@ -153,7 +157,7 @@ impl ModuleVisitor for Collect {
 
 struct Replace<'a> {
     path: Vec<String>,
-    f: &'a mut dyn FnMut(&str, &[usize]) -> Option<Vec<f32>>,
+    f: &'a mut ReplaceFn<'a>,
     replaced: usize,
 }
 
@@ -300,7 +304,7 @@ impl<M: NetworkModule> Network for Boxed<M> {
         })
     }
 
-    fn replace_parameters(&mut self, f: &mut dyn FnMut(&str, &[usize]) -> Option<Vec<f32>>) -> usize {
+    fn replace_parameters(&mut self, f: &mut ReplaceFn<'_>) -> usize {
         let m = self.0.take().expect("network present between steps");
         let mut r = Replace { path: Vec::new(), f, replaced: 0 };
         self.0 = Some(m.map(&mut r));
@@ -355,11 +359,11 @@ pub fn clip_global_norm<M: Module>(m: &M, grads: &mut GradientsParams, max: Opti
     m.visit(&mut v);
     let Some(total) = v.parts.into_iter().reduce(|a, b| a + b) else { return 0.0 };
     let norm = (total.into_scalar::<f32>() as f64).sqrt();
-    if let Some(max) = max {
-        if norm > max {
-            let mut s = Scale { grads, factor: max / (norm + 1e-6) };
-            m.visit(&mut s);
-        }
+    if let Some(max) = max
+        && norm > max
+    {
+        let mut s = Scale { grads, factor: max / (norm + 1e-6) };
+        m.visit(&mut s);
     }
     norm
 }

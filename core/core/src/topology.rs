@@ -169,8 +169,8 @@ pub fn conv_feature_map_size(
     let mut enc: u64 = 0;
     match kind {
         UNetKind::Plain => {
-            for s in 0..n {
-                enc += n_encoder[s] as u64 * f(s) * vol(s);
+            for (s, &n_enc) in n_encoder.iter().enumerate().take(n) {
+                enc += n_enc as u64 * f(s) * vol(s);
             }
         }
         UNetKind::ResidualEncoder => {
@@ -187,10 +187,10 @@ pub fn conv_feature_map_size(
         }
     }
     let mut dec: u64 = 0;
-    for d in 0..n.saturating_sub(1) {
+    for (d, &n_conv) in n_conv_decoder.iter().enumerate().take(n.saturating_sub(1)) {
         let k = n - 2 - d;
         let fv = f(k) * vol(k);
-        dec += n_conv_decoder[d] as u64 * fv + fv;
+        dec += n_conv as u64 * fv + fv;
     }
     dec += out_channels as u64 * vol(0);
     enc + dec
@@ -243,6 +243,26 @@ pub fn feature_map_size_from_kwargs(
     }
     Ok(conv_feature_map_size(kind, &features, &strides, &enc, &dec, patch, out_channels))
 }
+
+/// The `arch_kwargs` keys nnU-Net's planners write for its U-Nets (PlainConvUNet / ResidualEncoderUNet). Other
+/// architectures tolerate them in plans whose network they replace (`--arch`), and derive their own kwargs from them.
+pub const UNET_ARCH_KWARGS: [&str; 15] = [
+    "n_stages",
+    "features_per_stage",
+    "conv_op",
+    "kernel_sizes",
+    "strides",
+    "n_conv_per_stage",
+    "n_blocks_per_stage",
+    "n_conv_per_stage_decoder",
+    "conv_bias",
+    "norm_op",
+    "norm_op_kwargs",
+    "dropout_op",
+    "dropout_op_kwargs",
+    "nonlin",
+    "nonlin_kwargs",
+];
 
 #[cfg(test)]
 mod tests {
@@ -320,23 +340,3 @@ mod tests {
         assert!(feature_map_size_from_kwargs("foo.Bar", &kw, &[40, 56, 40], 3).is_err());
     }
 }
-
-/// The `arch_kwargs` keys nnU-Net's planners write for its U-Nets (PlainConvUNet / ResidualEncoderUNet). Other
-/// architectures tolerate them in plans whose network they replace (`--arch`), and derive their own kwargs from them.
-pub const UNET_ARCH_KWARGS: [&str; 15] = [
-    "n_stages",
-    "features_per_stage",
-    "conv_op",
-    "kernel_sizes",
-    "strides",
-    "n_conv_per_stage",
-    "n_blocks_per_stage",
-    "n_conv_per_stage_decoder",
-    "conv_bias",
-    "norm_op",
-    "norm_op_kwargs",
-    "dropout_op",
-    "dropout_op_kwargs",
-    "nonlin",
-    "nonlin_kwargs",
-];

@@ -239,7 +239,7 @@ mod tests {
         assert_eq!(c.data, vec![0.0, 5.0, 5.0, 5.0]);
         assert_eq!(c.seg, vec![-1.0, 0.0, 0.0, 2.0]);
         // empty mask → whole image
-        let c = crop_to_nonzero(&vec![0f32; 48], 1, shape, None);
+        let c = crop_to_nonzero(&[0f32; 48], 1, shape, None);
         assert_eq!(c.bbox, [[0, 3], [0, 4], [0, 4]]);
         assert!(c.seg.iter().all(|&v| v == -1.0));
     }

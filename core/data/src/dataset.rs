@@ -187,10 +187,10 @@ fn cases_from_dataset_key(
 /// variables are left unchanged (like Python).
 pub fn expand_vars(p: &str, env: EnvLookup<'_>) -> String {
     let mut s = p.to_string();
-    if s == "~" || s.starts_with("~/") {
-        if let Some(home) = env("HOME") {
-            s = format!("{home}{}", &s[1..]);
-        }
+    if (s == "~" || s.starts_with("~/"))
+        && let Some(home) = env("HOME")
+    {
+        s = format!("{home}{}", &s[1..]);
     }
     let mut out = String::new();
     let chars: Vec<char> = s.chars().collect();

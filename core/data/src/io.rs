@@ -118,11 +118,11 @@ pub fn determine_reader_writer(
     file_ending: &str,
     example_file: &Path,
 ) -> Result<Box<dyn ImageReaderWriter>> {
-    if let Some(name) = override_name.filter(|n| *n != "None") {
-        if let Some(rw) = reader_writer_by_name(name) {
-            return Ok(rw);
-        }
-        // nnU-Net warns and falls back to automatic selection
+    // a known override wins; for an unknown one nnU-Net warns and falls back to automatic selection
+    if let Some(name) = override_name.filter(|n| *n != "None")
+        && let Some(rw) = reader_writer_by_name(name)
+    {
+        return Ok(rw);
     }
     let ending = file_ending.to_lowercase();
     let mut tried = Vec::new();
@@ -152,10 +152,11 @@ pub fn determine_reader_writer(
     })
 }
 
-fn stack_channels(
-    files: &[PathBuf],
-    per_file: Vec<(Vec<f32>, usize, [usize; 3], [f64; 3])>,
-) -> Result<(Vec<f32>, usize, [usize; 3], [f64; 3])> {
+/// Image data as read from one file, or stacked over a case's files: voxel values (channel-major), number of
+/// channels, spatial shape and spacing.
+type ChannelData = (Vec<f32>, usize, [usize; 3], [f64; 3]);
+
+fn stack_channels(files: &[PathBuf], per_file: Vec<ChannelData>) -> Result<ChannelData> {
     let first = files.first().cloned().unwrap_or_default();
     let Some((_, _, shape0, sp0)) = per_file.first().cloned() else {
         return Err(DataError::format(first, "no image files given"));
@@ -259,18 +260,13 @@ impl ImageReaderWriter for SimpleItkIo {
                     ));
                 }
             };
-            if let Some(g0) = geos.first() {
-                if g0.spacing != geo.spacing {
-                    return Err(DataError::format(
-                        f,
-                        format!(
-                            "spacing {:?} differs from {:?} of {}",
-                            geo.spacing,
-                            g0.spacing,
-                            files[0].display()
-                        ),
-                    ));
-                }
+            if let Some(g0) = geos.first()
+                && g0.spacing != geo.spacing
+            {
+                return Err(DataError::format(
+                    f,
+                    format!("spacing {:?} differs from {:?} of {}", geo.spacing, g0.spacing, files[0].display()),
+                ));
             }
             geos.push(geo);
             per_file.push((img.data, channels, shape, spacing.map(f64::abs)));
@@ -333,9 +329,9 @@ pub fn nibabel_affine(img: &NiftiImage) -> [[f64; 4]; 4] {
     let mut a = [[0.0; 4]; 4];
     a[3][3] = 1.0;
     if h.sform_code != 0 {
-        for r in 0..3 {
-            for c in 0..4 {
-                a[r][c] = h.srow[r][c] as f64;
+        for (row, srow) in a.iter_mut().zip(&h.srow) {
+            for (x, &v) in row.iter_mut().zip(srow) {
+                *x = v as f64;
             }
         }
     } else if h.qform_code != 0 {

@@ -66,13 +66,10 @@ impl ImageReaderWriter for NaturalImage2DIo {
         for f in files {
             let (d, c, h, w) = read_one(f)?;
             let shape = [1, h, w];
-            if let Some(s0) = shape0 {
-                if s0 != shape {
-                    return Err(DataError::format(
-                        f,
-                        format!("shape {shape:?} differs from {s0:?} of the first channel"),
-                    ));
-                }
+            if let Some(s0) = shape0
+                && s0 != shape
+            {
+                return Err(DataError::format(f, format!("shape {shape:?} differs from {s0:?} of the first channel")));
             }
             shape0 = Some(shape);
             channels += c;

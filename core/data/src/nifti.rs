@@ -545,9 +545,10 @@ impl NiftiImage {
 }
 
 fn to_lps(mut r: M3) -> M3 {
-    for j in 0..3 {
-        r[0][j] = -r[0][j];
-        r[1][j] = -r[1][j];
+    for row in r.iter_mut().take(2) {
+        for x in row {
+            *x = -*x;
+        }
     }
     r
 }
@@ -662,22 +663,17 @@ pub fn nifti_header_bytes(size: &[usize], geometry: &SitkGeometry, dtype: NiftiD
         return Err(format!("size {size:?} cannot be stored in NIfTI-1"));
     }
     // 3-D LPS rotation and origin from the geometry
+    let m = nd.min(3);
     let mut r = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
-    for i in 0..nd.min(3) {
-        for j in 0..nd.min(3) {
-            r[i][j] = geometry.direction[i * nd + j];
-        }
+    for (i, row) in r.iter_mut().enumerate().take(m) {
+        row[..m].copy_from_slice(&geometry.direction[i * nd..i * nd + m]);
     }
     let mut o = [0.0; 3];
-    for i in 0..nd.min(3) {
-        o[i] = geometry.origin[i];
-    }
+    o[..m].copy_from_slice(&geometry.origin[..m]);
     let r_ras = to_lps(r); // the flip is its own inverse
     let o_ras = [-o[0], -o[1], o[2]];
     let mut sp = [1.0f64; 4];
-    for i in 0..nd {
-        sp[i] = geometry.spacing[i];
-    }
+    sp[..nd].copy_from_slice(&geometry.spacing[..nd]);
     let (quat, qfac) = rotation_to_quatern(&r_ras);
 
     let mut h = vec![0u8; 352];
@@ -687,13 +683,13 @@ pub fn nifti_header_bytes(size: &[usize], geometry: &SitkGeometry, dtype: NiftiD
     h[38] = b'r'; // regular
     put_i16(&mut h, 40, nd as i16);
     for i in 0..7 {
-        put_i16(&mut h, 42 + 2 * i, if i < nd { size[i] as i16 } else { 1 });
+        put_i16(&mut h, 42 + 2 * i, size.get(i).map_or(1, |&s| s as i16)); // size.len() == nd
     }
     put_i16(&mut h, 70, dtype.code());
     put_i16(&mut h, 72, (dtype.size() * 8) as i16);
     put_f32(&mut h, 76, qfac as f32);
     for i in 0..7 {
-        put_f32(&mut h, 80 + 4 * i, if i < 4 { sp[i] as f32 } else { 1.0 });
+        put_f32(&mut h, 80 + 4 * i, sp.get(i).map_or(1.0, |&s| s as f32));
     }
     put_f32(&mut h, 108, 352.0);
     put_f32(&mut h, 112, 1.0);

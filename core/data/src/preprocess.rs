@@ -233,13 +233,13 @@ pub fn preprocess_case_arrays(
     if cfg.normalization_schemes.len() < c {
         return Err(err(format!("{c} image channels but the configuration has {} normalization schemes", cfg.normalization_schemes.len())));
     }
-    if let Some(s) = seg {
-        if s.shape != images.shape || s.channels != 1 {
-            return Err(err(format!(
-                "segmentation shape {:?} ({} channels) does not match image shape {:?}",
-                s.shape, s.channels, images.shape
-            )));
-        }
+    if let Some(s) = seg
+        && (s.shape != images.shape || s.channels != 1)
+    {
+        return Err(err(format!(
+            "segmentation shape {:?} ({} channels) does not match image shape {:?}",
+            s.shape, s.channels, images.shape
+        )));
     }
     let perm = cfg.transpose_forward;
     let (data, shape) = transpose_spatial(&images.data, c, images.shape, perm);

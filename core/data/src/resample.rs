@@ -66,6 +66,7 @@ pub fn separate_z_axis(force_separate_z: Option<bool>, current_spacing: &[f64], 
 }
 
 /// Filter poles of the B-spline prefilter (`get_filter_poles`).
+#[allow(clippy::excessive_precision)] // exact decimal values of the closed-form poles, as scipy's ni_splines.c lists them
 fn poles(order: usize) -> &'static [f64] {
     match order {
         2 => &[-0.171_572_875_253_809_9],

@@ -73,7 +73,7 @@ impl Mt19937 {
     /// (numpy takes a different path for `n == 2^32`; populations that large never occur here.)
     #[inline]
     pub fn randint(&mut self, n: u64) -> u64 {
-        debug_assert!(n >= 1 && n < 1 << 32);
+        debug_assert!((1..1 << 32).contains(&n));
         let r = n - 1;
         if r == 0 {
             return 0;

@@ -113,7 +113,7 @@ pub fn kfold_splits(ids: &[String], n_splits: usize, seed: u32) -> Result<Vec<Sp
     }
     Ok((0..n_splits)
         .map(|f| {
-            let (val, train): (Vec<(usize, &String)>, Vec<(usize, &String)>) = ids.iter().enumerate().partition(|(i, _)| fold_of[*i] == f);
+            let (val, train): (Vec<_>, Vec<_>) = ids.iter().enumerate().partition(|(i, _)| fold_of[*i] == f);
             Split { train: train.into_iter().map(|(_, s)| s.clone()).collect(), val: val.into_iter().map(|(_, s)| s.clone()).collect() }
         })
         .collect())

@@ -177,7 +177,7 @@ impl Stored {
     /// read once, whole).
     pub fn open(&self) -> Result<Opened, CheckpointError> {
         match self {
-            Stored::Folder(d) => Ok(Opened::Folder(d.clone(), read_meta(d)?)),
+            Stored::Folder(d) => Ok(Opened::Folder(d.clone(), Box::new(read_meta(d)?))),
             Stored::Pth(p) => {
                 crate::pth::read_nnunet_checkpoint(p).map(|c| Opened::Pth(p.clone(), Box::new(c))).map_err(|e| io(p, e.message))
             }
@@ -199,7 +199,7 @@ impl Stored {
 
 /// A checkpoint read by [`Stored::open`].
 pub enum Opened {
-    Folder(PathBuf, CheckpointMeta),
+    Folder(PathBuf, Box<CheckpointMeta>),
     Pth(PathBuf, Box<crate::pth::NnunetCheckpoint>),
 }
 

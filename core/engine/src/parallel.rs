@@ -269,7 +269,7 @@ mod tests {
         let master = net(&dev);
         let settings = LossSettings { batch_dice: true, ..Default::default() };
         let ctx = StepContext::fp32(&DcAndCe, &settings, true, None, DsWeighting::NnUNetV2);
-        let (l1, c1) = validation_step_parallel(master.as_ref(), &[batch(0..4)], &ctx, &[dev.clone()]);
+        let (l1, c1) = validation_step_parallel(master.as_ref(), &[batch(0..4)], &ctx, std::slice::from_ref(&dev));
         let (l2, c2) = validation_step_parallel(master.as_ref(), &[batch(0..2), batch(2..4)], &ctx, &[dev.clone(), dev]);
         assert_eq!(c1, c2);
         assert!((l1 - l2).abs() < 1e-5, "validation loss {l1} vs {l2}");

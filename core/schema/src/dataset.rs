@@ -103,10 +103,10 @@ impl LabelManager {
             if name == "background" && lv != LabelValue::Single(0) {
                 problems.push(format!("background must be the int 0, got {v}"));
             }
-            if let LabelValue::Region(r) = &lv {
-                if r.len() > 1 {
-                    has_regions = true;
-                }
+            if let LabelValue::Region(r) = &lv
+                && r.len() > 1
+            {
+                has_regions = true;
             }
             let vals = lv.values();
             if !(vals.len() == 1 && vals[0] == 0) {

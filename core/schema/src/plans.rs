@@ -18,16 +18,16 @@ pub struct Plans(pub Map<String, Value>);
 pub fn moved_plans(source: &Plans, source_plans: &str, target_plans: &str, target_dataset: &str, reader_writer: &str) -> Plans {
     let mut p = source.0.clone();
     p.insert("dataset_name".into(), Value::String(target_dataset.into()));
-    if target_plans != source_plans {
-        if let Some(Value::Object(configs)) = p.get_mut("configurations") {
-            for c in configs.values_mut() {
-                if let Some(Value::String(old)) = c.get("data_identifier") {
-                    let new = match old.strip_prefix(source_plans) {
-                        Some(rest) => format!("{target_plans}{rest}"),
-                        None => format!("{target_plans}_{old}"),
-                    };
-                    c["data_identifier"] = Value::String(new);
-                }
+    if target_plans != source_plans
+        && let Some(Value::Object(configs)) = p.get_mut("configurations")
+    {
+        for c in configs.values_mut() {
+            if let Some(Value::String(old)) = c.get("data_identifier") {
+                let new = match old.strip_prefix(source_plans) {
+                    Some(rest) => format!("{target_plans}{rest}"),
+                    None => format!("{target_plans}_{old}"),
+                };
+                c["data_identifier"] = Value::String(new);
             }
         }
     }

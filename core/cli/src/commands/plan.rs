@@ -90,10 +90,10 @@ fn fingerprint(name: &str, np: usize, verify_integrity: bool, clean: bool, show:
 /// the images are not there the class is chosen from `file_ending` (the first class in nnU-Net's order
 /// that lists it).
 fn reader_for_plans(raw: &Path, json: &DatasetJson) -> String {
-    if let Some(o) = json.reader_writer_override() {
-        if nnunet_data::io::reader_writer_by_name(o).is_some() {
-            return o.to_string();
-        }
+    if let Some(o) = json.reader_writer_override()
+        && nnunet_data::io::reader_writer_by_name(o).is_some()
+    {
+        return o.to_string();
     }
     if let Ok(ds) = Dataset::open_with_env(raw, &env_lookup) {
         return ds.image_reader_writer().to_string();
