@@ -102,3 +102,35 @@ fn summary_ends_with_pytorch_parameter_count() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("3d_lowres"), "{}", r.stderr);
 }
+
+/// `nnUNetv2_train` on a configuration folder that Python nnU-Net preprocessed (Blosc2 `.b2nd` + `.pkl`) says so and
+/// how to get this framework's files; a folder without any cases says that. Both exit 2 before anything is written
+/// to `nnUNet_results`.
+#[test]
+fn training_on_python_preprocessed_data_says_what_to_run() {
+    let dir = aliases_dir();
+    let work = nnunet_tests::tempfile_like::TempDir::new("nnunet-pyprep");
+    let dirs = nnunet_tests::NnunetDirs::new(work.path());
+    let pre = dirs.preprocessed.join("Dataset004_Hippocampus");
+    let data = pre.join("nnUNetPlans_3d_fullres");
+    std::fs::create_dir_all(&data).unwrap();
+    for f in ["nnUNetPlans.json", "dataset.json"] {
+        std::fs::copy(nnunet_tests::fixtures().join("Dataset004_Hippocampus").join(f), pre.join(f)).unwrap();
+    }
+    std::fs::create_dir_all(dirs.raw.join("Dataset004_Hippocampus")).unwrap();
+    std::fs::create_dir_all(&dirs.results).unwrap();
+    let train = || run(&dir.path().join("nnUNetv2_train"), &["4", "3d_fullres", "0", "-device", "cpu"], &dirs.env());
+    let r = train();
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("no preprocessed cases. Run nnUNetv2_preprocess -d 004 -plans_name nnUNetPlans -c 3d_fullres"), "{}", r.stderr);
+    for case in ["hippocampus_001", "hippocampus_003"] {
+        for f in [format!("{case}.b2nd"), format!("{case}_seg.b2nd"), format!("{case}.pkl")] {
+            std::fs::write(data.join(f), b"").unwrap();
+        }
+    }
+    let r = train();
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("holds Python nnU-Net's preprocessed data (2 cases as .b2nd + .pkl (Blosc2))"), "{}", r.stderr);
+    assert!(r.stderr.contains("Run nnUNetv2_preprocess -d 004 -plans_name nnUNetPlans -c 3d_fullres with this framework first"), "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(&dirs.results).unwrap().count(), 0, "nothing written to nnUNet_results");
+}

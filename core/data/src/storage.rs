@@ -104,6 +104,18 @@ pub fn list_cases(dir: &Path) -> Result<Vec<String>> {
     Ok(ids)
 }
 
+/// Python nnU-Net's preprocessed cases in a configuration folder, which this framework does not read (ADR 0005):
+/// `<case>.pkl` with `<case>.b2nd` (nnU-Net ≥ 2.5's Blosc2) or `<case>.npz` (earlier versions). Returns the number of
+/// such cases and their file format, or `None` when there are none.
+pub fn python_preprocessed_cases(dir: &Path) -> Option<(usize, &'static str)> {
+    let names: std::collections::HashSet<String> =
+        std::fs::read_dir(dir).ok()?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    [(".b2nd", ".b2nd + .pkl (Blosc2)"), (".npz", ".npz + .pkl")].into_iter().find_map(|(ending, format)| {
+        let n = names.iter().filter_map(|n| n.strip_suffix(".pkl")).filter(|id| names.contains(&format!("{id}{ending}"))).count();
+        (n > 0).then_some((n, format))
+    })
+}
+
 /// `(channels, [z, y, x])` of a case whose data (`c, z, y, x`) and segmentation (`1, z, y, x`) shapes agree.
 fn case_shape(data: &Path, dshape: &[usize], sshape: &[usize]) -> Result<(usize, [usize; 3])> {
     if dshape.len() != 4 || sshape.len() != 4 || dshape[1..] != sshape[1..] || sshape[0] != 1 {
@@ -168,12 +180,11 @@ pub fn data_header(dir: &Path, case: &str) -> Result<npy::NpyHeader> {
 /// Copy `src` to `dst` (temp + rename) unless `dst` exists and is not older. Returns whether it copied.
 pub fn copy_if_newer(src: &Path, dst: &Path) -> Result<bool> {
     let sm = std::fs::metadata(src).map_err(|e| DataError::io(src, e))?;
-    if let Ok(dm) = std::fs::metadata(dst) {
-        if let (Ok(a), Ok(b)) = (sm.modified(), dm.modified()) {
-            if a <= b {
-                return Ok(false);
-            }
-        }
+    if let Ok(dm) = std::fs::metadata(dst)
+        && let (Ok(a), Ok(b)) = (sm.modified(), dm.modified())
+        && a <= b
+    {
+        return Ok(false);
     }
     let bytes = std::fs::read(src).map_err(|e| DataError::io(src, e))?;
     write_file_atomic(dst, &bytes)?;

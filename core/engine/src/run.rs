@@ -147,14 +147,26 @@ fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
     let settings = LossSettings::for_configuration(&cfg, &lm);
     let ident = cfg.get("data_identifier").and_then(Value::as_str).ok_or_else(|| input("configuration lacks data_identifier"))?;
     let data_dir = req.preprocessed_dir.join(ident);
+    let preprocess = format!(
+        "nnUNetv2_preprocess -d {} -plans_name {} -c {}",
+        &req.dataset_name.get(7..10).unwrap_or("?"),
+        req.plans_name,
+        req.configuration
+    );
     if !data_dir.is_dir() {
-        return Err(input(format!(
-            "{}: preprocessed data missing. Run nnUNetv2_preprocess -d {} -plans_name {} -c {} first",
-            data_dir.display(),
-            &req.dataset_name.get(7..10).unwrap_or("?"),
-            req.plans_name,
-            req.configuration
-        )));
+        return Err(input(format!("{}: preprocessed data missing. Run {preprocess} first", data_dir.display())));
+    }
+    // checked before anything is written to the results folder
+    if nnunet_data::storage::list_cases(&data_dir).map_err(|e| input(e.to_string()))?.is_empty() {
+        return Err(input(match nnunet_data::storage::python_preprocessed_cases(&data_dir) {
+            Some((n, files)) => format!(
+                "{}: holds Python nnU-Net's preprocessed data ({n} cases as {files}), not this framework's (.npy + .json, \
+                 docs/adr/0005). Run {preprocess} with this framework first: like Python's preprocessing it replaces the \
+                 folder, and its arrays equal Python's within 1e-3",
+                data_dir.display()
+            ),
+            None => format!("{}: no preprocessed cases. Run {preprocess} first", data_dir.display()),
+        }));
     }
     let use_mask_for_norm: Vec<bool> =
         cfg.get("use_mask_for_norm").and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default();
@@ -217,9 +229,6 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
 
     // splits
     let all_ids = nnunet_data::storage::list_cases(&st.data_dir).map_err(|e| input(e.to_string()))?;
-    if all_ids.is_empty() {
-        return Err(input(format!("{}: no preprocessed cases", st.data_dir.display())));
-    }
     let splits_path = req.preprocessed_dir.join("splits_final.json");
     // fold `all` trains and validates on every case without a split file (nnU-Net's do_split)
     let splits = if req.fold == Fold::All {
@@ -652,8 +661,8 @@ pub fn final_validation(
     )
     .map_err(|e| input(e.to_string()))?;
     events(TrainEvent::Message(format!(
-        "Mean Validation Dice: {} ({})",
-        format!("{:.4}", summary.foreground_mean.Dice),
+        "Mean Validation Dice: {:.4} ({})",
+        summary.foreground_mean.Dice,
         out.join("summary.json").display()
     )));
     Ok(summary)
