@@ -58,6 +58,7 @@
 //! * Building blocks used by preprocessing: [`crop::crop_to_nonzero`], [`rng::Mt19937`] (numpy's
 //!   legacy `RandomState`), [`stats`] (numpy-exact float32 reductions).
 
+pub mod blosc2;
 pub mod convert;
 pub mod class_locations;
 pub mod components;
@@ -70,6 +71,7 @@ pub mod io;
 pub mod natural;
 pub mod nifti;
 pub mod normalize;
+pub mod pickle;
 pub mod npy;
 pub mod preprocess;
 pub mod resample;

@@ -7,7 +7,7 @@ pub mod parallel;
 pub mod checkpoint;
 pub mod predict;
 pub mod inference;
-pub mod pickle;
+pub use nnunet_data::pickle;
 pub mod ensemble;
 pub mod model_selection;
 pub mod presets;

@@ -17,7 +17,7 @@
 //!   understood.
 //!
 //! Any other object (a call of another global, `NEWOBJ`) becomes JSON `null`; the reader never imports or runs
-//! anything. Both what [`crate::inference::pickle_json`] writes and what Python's `pickle.dump` writes for nnU-Net's
+//! anything. Both what `nnunet_engine::inference::pickle_json` writes and what Python's `pickle.dump` writes for nnU-Net's
 //! properties dicts are read.
 
 use serde_json::{Map, Number, Value};
@@ -98,7 +98,8 @@ impl Dtype {
     }
 }
 
-pub(crate) fn f16_to_f64(h: u16) -> f64 {
+/// An IEEE half-precision bit pattern as f64 (numpy float16 scalars, PyTorch `HalfStorage`).
+pub fn f16_to_f64(h: u16) -> f64 {
     let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
     let exp = ((h >> 10) & 0x1f) as i32;
     let frac = (h & 0x3ff) as f64;
