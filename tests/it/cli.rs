@@ -103,9 +103,9 @@ fn summary_ends_with_pytorch_parameter_count() {
     assert!(r.stderr.contains("3d_lowres"), "{}", r.stderr);
 }
 
-/// `nnUNetv2_train` on a configuration folder that Python nnU-Net preprocessed (Blosc2 `.b2nd` + `.pkl`) says so and
-/// how to get this framework's files; a folder without any cases says that. Both exit 2 before anything is written
-/// to `nnUNet_results`.
+/// `nnUNetv2_train` on a configuration folder that Python nnU-Net before 2.6 preprocessed (`.npz` + `.pkl`, which this
+/// framework does not read) says so and how to get this framework's files; a folder without any cases says that.
+/// Both exit 2 before anything is written to `nnUNet_results`.
 #[test]
 fn training_on_python_preprocessed_data_says_what_to_run() {
     let dir = aliases_dir();
@@ -124,13 +124,13 @@ fn training_on_python_preprocessed_data_says_what_to_run() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("no preprocessed cases. Run nnUNetv2_preprocess -d 004 -plans_name nnUNetPlans -c 3d_fullres"), "{}", r.stderr);
     for case in ["hippocampus_001", "hippocampus_003"] {
-        for f in [format!("{case}.b2nd"), format!("{case}_seg.b2nd"), format!("{case}.pkl")] {
+        for f in [format!("{case}.npz"), format!("{case}.pkl")] {
             std::fs::write(data.join(f), b"").unwrap();
         }
     }
     let r = train();
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("holds Python nnU-Net's preprocessed data (2 cases as .b2nd + .pkl (Blosc2))"), "{}", r.stderr);
+    assert!(r.stderr.contains("holds Python nnU-Net's preprocessed data (2 cases as .npz + .pkl, nnU-Net before 2.6)"), "{}", r.stderr);
     assert!(r.stderr.contains("Run nnUNetv2_preprocess -d 004 -plans_name nnUNetPlans -c 3d_fullres with this framework first"), "{}", r.stderr);
     assert_eq!(std::fs::read_dir(&dirs.results).unwrap().count(), 0, "nothing written to nnUNet_results");
 }

@@ -12,5 +12,6 @@ mod pipeline;
 mod plugins;
 mod predict;
 mod pth;
+mod python_preprocessed;
 mod resume;
 mod train;

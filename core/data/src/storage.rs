@@ -100,20 +100,41 @@ pub fn list_cases(dir: &Path) -> Result<Vec<String>> {
         .map(|f| f.trim_end_matches(".json").to_string())
         .filter(|id| dir.join(format!("{id}.npy")).is_file())
         .collect();
+    // Python nnU-Net's cases (Blosc2 arrays + pickled properties), read as they are
+    let python: Vec<String> = crate::dataset::subfiles(dir, ".pkl")?
+        .into_iter()
+        .filter(|f| !f.starts_with('.'))
+        .map(|f| f.trim_end_matches(".pkl").to_string())
+        .filter(|id| dir.join(format!("{id}.b2nd")).is_file() && !ids.contains(id))
+        .collect();
+    ids.extend(python);
     ids.sort();
     Ok(ids)
 }
 
-/// Python nnU-Net's preprocessed cases in a configuration folder, which this framework does not read (ADR 0005):
-/// `<case>.pkl` with `<case>.b2nd` (nnU-Net ≥ 2.5's Blosc2) or `<case>.npz` (earlier versions). Returns the number of
-/// such cases and their file format, or `None` when there are none.
+/// Python nnU-Net's preprocessed cases in a configuration folder that this framework does not read: `<case>.pkl` with
+/// `<case>.npz` (nnU-Net before 2.6; 2.6 and later write Blosc2 `.b2nd`, which [`list_cases`] reads). Returns the
+/// number of such cases and their file format, or `None` when there are none.
 pub fn python_preprocessed_cases(dir: &Path) -> Option<(usize, &'static str)> {
     let names: std::collections::HashSet<String> =
         std::fs::read_dir(dir).ok()?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    [(".b2nd", ".b2nd + .pkl (Blosc2)"), (".npz", ".npz + .pkl")].into_iter().find_map(|(ending, format)| {
-        let n = names.iter().filter_map(|n| n.strip_suffix(".pkl")).filter(|id| names.contains(&format!("{id}{ending}"))).count();
-        (n > 0).then_some((n, format))
-    })
+    let n = names.iter().filter_map(|n| n.strip_suffix(".pkl")).filter(|id| names.contains(&format!("{id}.npz"))).count();
+    (n > 0).then_some((n, ".npz + .pkl"))
+}
+
+/// The files of Python nnU-Net's case `case` in `dir` (`<case>.b2nd`, `<case>_seg.b2nd`, `<case>.pkl`), when its data
+/// file exists and ours (`<case>.npy`) does not.
+fn python_case_paths(dir: &Path, case: &str) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let data = dir.join(format!("{case}.b2nd"));
+    (data.is_file() && !dir.join(format!("{case}.npy")).is_file())
+        .then(|| (data, dir.join(format!("{case}_seg.b2nd")), dir.join(format!("{case}.pkl"))))
+}
+
+/// Properties pickled by Python nnU-Net (`<case>.pkl`): the same dictionary as our `<case>.json`.
+fn read_pickled_properties(path: &Path) -> Result<CaseProperties> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let value = crate::pickle::from_bytes(&bytes).map_err(|e| DataError::format(path, e.to_string()))?;
+    serde_json::from_value(value).map_err(|e| DataError::format(path, format!("not nnU-Net's case properties: {e}")))
 }
 
 /// `(channels, [z, y, x])` of a case whose data (`c, z, y, x`) and segmentation (`1, z, y, x`) shapes agree.
@@ -124,8 +145,14 @@ fn case_shape(data: &Path, dshape: &[usize], sshape: &[usize]) -> Result<(usize,
     Ok((dshape[0], [dshape[1], dshape[2], dshape[3]]))
 }
 
-/// Read one case back completely.
+/// Read one case back completely (ours, or Python nnU-Net's Blosc2 case).
 pub fn read_case(dir: &Path, case: &str) -> Result<PreprocessedCase> {
+    if python_case_paths(dir, case).is_some() {
+        let c = open_case(dir, case)?;
+        let [z, y, x] = c.shape;
+        let (data, seg) = (c.data.read_box([0; 3], [z, y, x])?, c.seg.read_box([0; 3], [z, y, x])?);
+        return Ok(PreprocessedCase { data, channels: c.channels, shape: c.shape, seg, properties: c.properties });
+    }
     let (d, s, p) = case_paths(dir, case);
     let (data, dshape) = npy::read::<f32>(&d)?;
     let (seg, sshape) = npy::read::<i16>(&s)?;
@@ -134,20 +161,62 @@ pub fn read_case(dir: &Path, case: &str) -> Result<PreprocessedCase> {
     Ok(PreprocessedCase { data, channels, shape, seg, properties })
 }
 
-/// A case whose arrays stay on disk: its properties and the two `.npy` files, read box by box
-/// ([`npy::NpyFile::read_box`]).
+/// One array of a stored case: our `.npy` ([`npy::NpyFile`]) or Python nnU-Net's Blosc2 `.b2nd`
+/// ([`crate::blosc2::B2nd`]), both read box by box without loading the array.
+#[derive(Debug, Clone)]
+pub enum CaseArray {
+    Npy(npy::NpyFile),
+    B2nd(std::sync::Arc<crate::blosc2::B2nd>),
+}
+
+/// The element types cases are read as: float32 data, int16 segmentations.
+pub trait CaseElement: npy::FromNpy + crate::blosc2::B2ndElement {}
+impl<T: npy::FromNpy + crate::blosc2::B2ndElement> CaseElement for T {}
+
+impl CaseArray {
+    /// The box `[start, start + size)` of the last three axes for every channel, C order, `pad` outside the array
+    /// (see [`npy::NpyFile::read_box`]).
+    pub fn read_box_padded<T: CaseElement>(&self, start: [i64; 3], size: [usize; 3], pad: T) -> Result<Vec<T>> {
+        match self {
+            CaseArray::Npy(f) => f.read_box(start, size, pad),
+            CaseArray::B2nd(b) => b.read_box(start, size, pad),
+        }
+    }
+
+    fn read_box<T: CaseElement + Default>(&self, start: [i64; 3], size: [usize; 3]) -> Result<Vec<T>> {
+        self.read_box_padded(start, size, T::default())
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            CaseArray::Npy(f) => f.path(),
+            CaseArray::B2nd(b) => b.path(),
+        }
+    }
+}
+
+/// A case whose arrays stay on disk: its properties and its data and segmentation arrays, read box by box
+/// ([`CaseArray::read_box_padded`]).
 #[derive(Debug, Clone)]
 pub struct StoredCase {
-    pub data: npy::NpyFile,
-    pub seg: npy::NpyFile,
+    pub data: CaseArray,
+    pub seg: CaseArray,
     pub channels: usize,
     pub shape: [usize; 3],
     pub properties: CaseProperties,
 }
 
 /// Open one case for box reads: headers and properties are read and checked (float32 data, int16 segmentation, equal
-/// spatial shapes), the arrays are not.
+/// spatial shapes), the arrays are not. Python nnU-Net's cases (`<case>.b2nd`, `<case>_seg.b2nd`, `<case>.pkl`) are
+/// opened the same way.
 pub fn open_case(dir: &Path, case: &str) -> Result<StoredCase> {
+    if let Some((d, s, p)) = python_case_paths(dir, case) {
+        let (data, seg) = (crate::blosc2::B2nd::open(&d)?, crate::blosc2::B2nd::open(&s)?);
+        let (channels, shape) = case_shape(&d, data.shape(), seg.shape())?;
+        let properties = read_pickled_properties(&p)?;
+        let (data, seg) = (CaseArray::B2nd(std::sync::Arc::new(data)), CaseArray::B2nd(std::sync::Arc::new(seg)));
+        return Ok(StoredCase { data, seg, channels, shape, properties });
+    }
     let (d, s, p) = case_paths(dir, case);
     let (data, seg) = (npy::NpyFile::open(&d)?, npy::NpyFile::open(&s)?);
     if data.header().dtype != NpyDtype::F32 {
@@ -165,7 +234,7 @@ pub fn open_case(dir: &Path, case: &str) -> Result<StoredCase> {
         }
     }
     let properties: CaseProperties = nnunet_schema::json::read_json(&p)?;
-    Ok(StoredCase { data, seg, channels, shape, properties })
+    Ok(StoredCase { data: CaseArray::Npy(data), seg: CaseArray::Npy(seg), channels, shape, properties })
 }
 
 /// Header of a case's data file (dtype, shape, byte offset) for memory mapping / patch reads.

@@ -108,8 +108,8 @@ impl CaseSource for DiskSource {
     fn read_patch(&self, case: usize, start: [i64; 3], size: [usize; 3]) -> Result<(Tensor<f32>, Tensor<i16>), AugmentError> {
         let c = self.cases.get(case).ok_or(AugmentError::NoSuchCase(case))?;
         let source = |e: nnunet_data::DataError| AugmentError::Source(e.to_string());
-        let image = Tensor::new(c.stored.data.read_box(start, size, 0.0f32).map_err(source)?, c.stored.channels, size);
-        let mut seg = c.stored.seg.read_box(start, size, -1i16).map_err(source)?;
+        let image = Tensor::new(c.stored.data.read_box_padded(start, size, 0.0f32).map_err(source)?, c.stored.channels, size);
+        let mut seg = c.stored.seg.read_box_padded(start, size, -1i16).map_err(source)?;
         let channels = match &c.prev {
             None => 1,
             Some(prev) => {

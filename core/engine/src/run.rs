@@ -160,9 +160,10 @@ fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
     if nnunet_data::storage::list_cases(&data_dir).map_err(|e| input(e.to_string()))?.is_empty() {
         return Err(input(match nnunet_data::storage::python_preprocessed_cases(&data_dir) {
             Some((n, files)) => format!(
-                "{}: holds Python nnU-Net's preprocessed data ({n} cases as {files}), not this framework's (.npy + .json, \
-                 docs/adr/0005). Run {preprocess} with this framework first: like Python's preprocessing it replaces the \
-                 folder, and its arrays equal Python's within 1e-3",
+                "{}: holds Python nnU-Net's preprocessed data ({n} cases as {files}, nnU-Net before 2.6), which this \
+                 framework does not read (it reads its own .npy + .json and nnU-Net 2.6+'s .b2nd + .pkl, docs/adr/0005). \
+                 Run {preprocess} with this framework first: like Python's preprocessing it replaces the folder, and its \
+                 arrays equal Python's within 1e-3",
                 data_dir.display()
             ),
             None => format!("{}: no preprocessed cases. Run {preprocess} first", data_dir.display()),
