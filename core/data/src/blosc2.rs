@@ -26,7 +26,7 @@
 //! dtypes.
 
 use crate::error::{DataError, Result};
-use crate::npy::FromNpy;
+use crate::npy::{FromNpy, NpyDtype, convert_into};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -36,114 +36,10 @@ const FRAME_HEADER_MINLEN: usize = 87;
 /// Sanity cap on the frame header (metalayers are tiny; this only guards against absurd lengths in damaged files).
 const MAX_FRAME_HEADER: usize = 16 << 20;
 
-/// Element type of a b2nd array (the numpy dtype string of its metalayer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum B2ndDtype {
-    /// `|b1` (numpy bool: one byte, 0 or 1)
-    Bool,
-    /// `|i1`
-    I8,
-    /// `|u1`
-    U8,
-    /// `<i2` (nnU-Net's segmentations)
-    I16,
-    /// `<u2`
-    U16,
-    /// `<i4`
-    I32,
-    /// `<u4`
-    U32,
-    /// `<i8`
-    I64,
-    /// `<u8`
-    U64,
-    /// `<f4` (nnU-Net's data)
-    F32,
-    /// `<f8`
-    F64,
-}
-
-impl B2ndDtype {
-    /// Parse a little-endian (or byte-order-free) numpy dtype string such as `<f4`, `|i1`.
-    pub fn from_descr(descr: &str) -> Option<B2ndDtype> {
-        let (order, code) = descr.split_at_checked(1)?;
-        if !matches!(order, "<" | "|" | "=") {
-            return None;
-        }
-        Some(match code {
-            "b1" => B2ndDtype::Bool,
-            "i1" => B2ndDtype::I8,
-            "u1" => B2ndDtype::U8,
-            "i2" => B2ndDtype::I16,
-            "u2" => B2ndDtype::U16,
-            "i4" => B2ndDtype::I32,
-            "u4" => B2ndDtype::U32,
-            "i8" => B2ndDtype::I64,
-            "u8" => B2ndDtype::U64,
-            "f4" => B2ndDtype::F32,
-            "f8" => B2ndDtype::F64,
-            _ => return None,
-        })
-    }
-
-    /// numpy's dtype string, e.g. `<f4`.
-    pub fn descr(self) -> &'static str {
-        match self {
-            B2ndDtype::Bool => "|b1",
-            B2ndDtype::I8 => "|i1",
-            B2ndDtype::U8 => "|u1",
-            B2ndDtype::I16 => "<i2",
-            B2ndDtype::U16 => "<u2",
-            B2ndDtype::I32 => "<i4",
-            B2ndDtype::U32 => "<u4",
-            B2ndDtype::I64 => "<i8",
-            B2ndDtype::U64 => "<u8",
-            B2ndDtype::F32 => "<f4",
-            B2ndDtype::F64 => "<f8",
-        }
-    }
-
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            B2ndDtype::Bool | B2ndDtype::I8 | B2ndDtype::U8 => 1,
-            B2ndDtype::I16 | B2ndDtype::U16 => 2,
-            B2ndDtype::I32 | B2ndDtype::U32 | B2ndDtype::F32 => 4,
-            B2ndDtype::I64 | B2ndDtype::U64 | B2ndDtype::F64 => 8,
-        }
-    }
-}
-
 /// Element types [`B2nd::read_all`] / [`B2nd::read_box`] convert to: every [`FromNpy`] type (`f32`, `f64`, `i16`),
 /// so that a `.b2nd` array and a `.npy` array ([`crate::npy::NpyFile::read_box`]) are read into the same types.
 pub trait B2ndElement: FromNpy {}
 impl<T: FromNpy> B2ndElement for T {}
-
-/// Little-endian elements of `dtype` in `bytes` converted into `out` (same count), like numpy's `astype`.
-fn convert_into<T: FromNpy>(dtype: B2ndDtype, bytes: &[u8], out: &mut [T]) {
-    macro_rules! conv {
-        ($t:ty, $n:expr) => {
-            out.iter_mut().zip(bytes.chunks_exact($n)).for_each(|(o, b)| {
-                let mut a = [0u8; $n];
-                a.copy_from_slice(b);
-                *o = T::from_f64(<$t>::from_le_bytes(a) as f64)
-            })
-        };
-    }
-    match dtype {
-        B2ndDtype::Bool => out.iter_mut().zip(bytes).for_each(|(o, &b)| *o = T::from_f64(if b != 0 { 1.0 } else { 0.0 })),
-        B2ndDtype::I8 => out.iter_mut().zip(bytes).for_each(|(o, &b)| *o = T::from_f64(b as i8 as f64)),
-        B2ndDtype::U8 => out.iter_mut().zip(bytes).for_each(|(o, &b)| *o = T::from_f64(b as f64)),
-        B2ndDtype::I16 => conv!(i16, 2),
-        B2ndDtype::U16 => conv!(u16, 2),
-        B2ndDtype::I32 => conv!(i32, 4),
-        B2ndDtype::U32 => conv!(u32, 4),
-        B2ndDtype::I64 => conv!(i64, 8),
-        B2ndDtype::U64 => conv!(u64, 8),
-        B2ndDtype::F32 => conv!(f32, 4),
-        B2ndDtype::F64 => conv!(f64, 8),
-    }
-}
 
 /// What went wrong while decoding, before the file name is attached.
 #[derive(Debug)]
@@ -717,7 +613,7 @@ fn mp_parse(b: &[u8], pos: &mut usize, depth: usize) -> Res<Mp> {
 }
 
 /// Shape, chunk shape, block shape and dtype of a `b2nd` metalayer.
-type B2ndMeta = (Vec<usize>, Vec<usize>, Vec<usize>, B2ndDtype);
+type B2ndMeta = (Vec<usize>, Vec<usize>, Vec<usize>, NpyDtype);
 
 /// The `b2nd` metalayer: `[version, ndim, shape, chunkshape, blockshape, dtype_format, dtype]`.
 fn parse_b2nd_meta(content: &[u8]) -> Res<B2ndMeta> {
@@ -750,7 +646,7 @@ fn parse_b2nd_meta(content: &[u8]) -> Res<B2ndMeta> {
         return unsupported("b2nd dtype not in NumPy format");
     }
     let Mp::Str(descr) = &items[6] else { return bad("b2nd metalayer: dtype is not a string") };
-    let dtype = B2ndDtype::from_descr(descr).ok_or_else(|| Bad::Unsupported(format!("dtype {descr}")))?;
+    let dtype = NpyDtype::from_descr(descr).ok_or_else(|| Bad::Unsupported(format!("dtype {descr}")))?;
     Ok((shape, chunks, blocks, dtype))
 }
 
@@ -771,7 +667,7 @@ enum ChunkLoc {
 #[derive(Debug, Clone)]
 pub struct B2nd {
     path: PathBuf,
-    dtype: B2ndDtype,
+    dtype: NpyDtype,
     shape: Vec<usize>,
     chunkshape: Vec<usize>,
     blockshape: Vec<usize>,
@@ -959,7 +855,7 @@ impl B2nd {
     }
 
     /// The stored element type.
-    pub fn dtype(&self) -> B2ndDtype {
+    pub fn dtype(&self) -> NpyDtype {
         self.dtype
     }
 
@@ -1266,7 +1162,7 @@ mod tests {
         m.extend([0, 0xdb, 0, 0, 0, 3]);
         m.extend(b"|u1");
         let (shape, chunks, blocks, dtype) = parse_b2nd_meta(&m).unwrap();
-        assert_eq!((shape, chunks, blocks, dtype), (vec![400, 3], vec![110, 3], vec![57, 3], B2ndDtype::U8));
+        assert_eq!((shape, chunks, blocks, dtype), (vec![400, 3], vec![110, 3], vec![57, 3], NpyDtype::U8));
         assert!(parse_b2nd_meta(&m[..m.len() - 1]).is_err());
         let mut big = m.clone();
         let n = big.len();

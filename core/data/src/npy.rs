@@ -10,40 +10,82 @@ use std::path::Path;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
-/// Element types supported here.
+/// The numpy dtypes read and written here (`.npy` files, Blosc2 `.b2nd` metalayers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NpyDtype {
-    F32,
-    I16,
+    /// `|b1` (numpy bool: one byte, 0 or 1)
+    Bool,
+    /// `|i1`
     I8,
+    /// `|u1`
+    U8,
+    /// `<i2` (segmentations)
+    I16,
+    /// `<u2`
+    U16,
+    /// `<i4`
+    I32,
+    /// `<u4`
+    U32,
+    /// `<i8`
     I64,
+    /// `<u8`
+    U64,
+    /// `<f4` (image data)
+    F32,
+    /// `<f8`
+    F64,
 }
 
 impl NpyDtype {
+    /// numpy's dtype string, e.g. `<f4`.
     pub fn descr(self) -> &'static str {
         match self {
-            NpyDtype::F32 => "<f4",
-            NpyDtype::I16 => "<i2",
+            NpyDtype::Bool => "|b1",
             NpyDtype::I8 => "|i1",
+            NpyDtype::U8 => "|u1",
+            NpyDtype::I16 => "<i2",
+            NpyDtype::U16 => "<u2",
+            NpyDtype::I32 => "<i4",
+            NpyDtype::U32 => "<u4",
             NpyDtype::I64 => "<i8",
+            NpyDtype::U64 => "<u8",
+            NpyDtype::F32 => "<f4",
+            NpyDtype::F64 => "<f8",
         }
     }
+
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
-            NpyDtype::F32 => 4,
-            NpyDtype::I16 => 2,
-            NpyDtype::I8 => 1,
-            NpyDtype::I64 => 8,
+            NpyDtype::Bool | NpyDtype::I8 | NpyDtype::U8 => 1,
+            NpyDtype::I16 | NpyDtype::U16 => 2,
+            NpyDtype::I32 | NpyDtype::U32 | NpyDtype::F32 => 4,
+            NpyDtype::I64 | NpyDtype::U64 | NpyDtype::F64 => 8,
         }
     }
-    fn from_descr(d: &str) -> Option<Self> {
-        match d {
-            "<f4" => Some(NpyDtype::F32),
-            "<i2" => Some(NpyDtype::I16),
-            "|i1" | "<i1" => Some(NpyDtype::I8),
-            "<i8" => Some(NpyDtype::I64),
-            _ => None,
+
+    /// Parse a little-endian (or byte-order-free) numpy dtype string such as `<f4`, `|i1`; big-endian and other
+    /// dtypes are `None`.
+    pub fn from_descr(descr: &str) -> Option<NpyDtype> {
+        let (order, code) = descr.split_at_checked(1)?;
+        if !matches!(order, "<" | "|" | "=") {
+            return None;
         }
+        Some(match code {
+            "b1" => NpyDtype::Bool,
+            "i1" => NpyDtype::I8,
+            "u1" => NpyDtype::U8,
+            "i2" => NpyDtype::I16,
+            "u2" => NpyDtype::U16,
+            "i4" => NpyDtype::I32,
+            "u4" => NpyDtype::U32,
+            "i8" => NpyDtype::I64,
+            "u8" => NpyDtype::U64,
+            "f4" => NpyDtype::F32,
+            "f8" => NpyDtype::F64,
+            _ => return None,
+        })
     }
 }
 
@@ -261,13 +303,29 @@ impl NpyFile {
     }
 }
 
-/// Little-endian elements of `dtype` in `bytes` converted into `out` (same count).
-fn convert_into<T: FromNpy>(dtype: NpyDtype, bytes: &[u8], out: &mut [T]) {
+/// Little-endian elements of `dtype` in `bytes` converted into `out` (same count), like numpy's `astype`.
+pub(crate) fn convert_into<T: FromNpy>(dtype: NpyDtype, bytes: &[u8], out: &mut [T]) {
+    macro_rules! conv {
+        ($t:ty, $n:expr) => {
+            out.iter_mut().zip(bytes.chunks_exact($n)).for_each(|(o, b)| {
+                let mut a = [0u8; $n];
+                a.copy_from_slice(b);
+                *o = T::from_f64(<$t>::from_le_bytes(a) as f64)
+            })
+        };
+    }
     match dtype {
-        NpyDtype::F32 => out.iter_mut().zip(bytes.chunks_exact(4)).for_each(|(o, b)| *o = T::from_f64(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64)),
-        NpyDtype::I16 => out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, b)| *o = T::from_f64(i16::from_le_bytes([b[0], b[1]]) as f64)),
+        NpyDtype::Bool => out.iter_mut().zip(bytes).for_each(|(o, &b)| *o = T::from_f64(if b != 0 { 1.0 } else { 0.0 })),
         NpyDtype::I8 => out.iter_mut().zip(bytes).for_each(|(o, &b)| *o = T::from_f64(b as i8 as f64)),
-        NpyDtype::I64 => out.iter_mut().zip(bytes.chunks_exact(8)).for_each(|(o, b)| *o = T::from_f64(i64::from_le_bytes(b.try_into().unwrap_or_default()) as f64)),
+        NpyDtype::U8 => out.iter_mut().zip(bytes).for_each(|(o, &b)| *o = T::from_f64(b as f64)),
+        NpyDtype::I16 => conv!(i16, 2),
+        NpyDtype::U16 => conv!(u16, 2),
+        NpyDtype::I32 => conv!(i32, 4),
+        NpyDtype::U32 => conv!(u32, 4),
+        NpyDtype::I64 => conv!(i64, 8),
+        NpyDtype::U64 => conv!(u64, 8),
+        NpyDtype::F32 => conv!(f32, 4),
+        NpyDtype::F64 => conv!(f64, 8),
     }
 }
 

@@ -3,7 +3,8 @@
 //! axis, SHUFFLE / NOFILTER, special-value chunks, several dtypes and codecs).
 
 use nnunet_data::DataError;
-use nnunet_data::blosc2::{B2nd, B2ndDtype};
+use nnunet_data::blosc2::B2nd;
+use nnunet_data::npy::NpyDtype;
 use nnunet_data::npy::NpyFile;
 use std::path::{Path, PathBuf};
 
@@ -70,11 +71,11 @@ fn every_fixture_decodes_to_numpys_array() {
         }
         // the typed readers agree (bit for bit for float32 files)
         match a.dtype() {
-            B2ndDtype::F32 => {
+            NpyDtype::F32 => {
                 let f = a.read_all_f32().unwrap();
                 assert!(f.iter().zip(&want).all(|(&g, &w)| g.to_bits() == (w as f32).to_bits() || (g.is_nan() && w.is_nan())), "{b2nd}");
             }
-            B2ndDtype::I16 => assert_eq!(a.read_all_i16().unwrap(), want.iter().map(|&w| w as i16).collect::<Vec<_>>(), "{b2nd}"),
+            NpyDtype::I16 => assert_eq!(a.read_all_i16().unwrap(), want.iter().map(|&w| w as i16).collect::<Vec<_>>(), "{b2nd}"),
             _ => {}
         }
     }
