@@ -135,9 +135,19 @@ pub type ParamIdentity = (String, ParamId, Vec<usize>);
 
 struct Boxed<M: NetworkModule>(Option<M>);
 
+/// Every float parameter's path, id and shape, and with `values` its values (read from the device only then).
 struct Collect {
     path: Vec<String>,
-    out: Vec<NamedParam>,
+    values: bool,
+    out: Vec<(ParamIdentity, Vec<f32>)>,
+}
+
+impl Collect {
+    fn run(m: &impl Module, values: bool) -> Vec<(ParamIdentity, Vec<f32>)> {
+        let mut c = Collect { path: Vec::new(), values, out: Vec::new() };
+        m.visit(&mut c);
+        c.out
+    }
 }
 
 impl ModuleVisitor for Collect {
@@ -150,8 +160,8 @@ impl ModuleVisitor for Collect {
     fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
         let t = p.val();
         let shape = t.dims().to_vec();
-        let values = t.into_data().convert::<f32>().try_to_vec::<f32>().expect("float parameter");
-        self.out.push(NamedParam { path: self.path.join("."), shape, values });
+        let values = if self.values { t.into_data().convert::<f32>().try_to_vec::<f32>().expect("float parameter") } else { Vec::new() };
+        self.out.push(((self.path.join("."), p.id, shape), values));
     }
 }
 
@@ -272,30 +282,11 @@ impl<M: NetworkModule> Network for Boxed<M> {
     }
 
     fn named_parameters(&self) -> Vec<NamedParam> {
-        let mut c = Collect { path: Vec::new(), out: Vec::new() };
-        self.get().visit(&mut c);
-        c.out
+        Collect::run(self.get(), true).into_iter().map(|((path, _, shape), values)| NamedParam { path, shape, values }).collect()
     }
 
     fn parameter_ids(&self) -> Vec<ParamIdentity> {
-        struct Ids {
-            path: Vec<String>,
-            out: Vec<ParamIdentity>,
-        }
-        impl ModuleVisitor for Ids {
-            fn enter_module(&mut self, name: &str, _container: &str) {
-                self.path.push(name.to_string());
-            }
-            fn exit_module(&mut self, _name: &str, _container: &str) {
-                self.path.pop();
-            }
-            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-                self.out.push((self.path.join("."), p.id, p.val().dims().to_vec()));
-            }
-        }
-        let mut v = Ids { path: Vec::new(), out: Vec::new() };
-        self.get().visit(&mut v);
-        v.out
+        Collect::run(self.get(), false).into_iter().map(|(identity, _)| identity).collect()
     }
 
     fn torch_state_dict(&self) -> Vec<TorchKey> {
