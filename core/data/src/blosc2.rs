@@ -36,11 +36,6 @@ const FRAME_HEADER_MINLEN: usize = 87;
 /// Sanity cap on the frame header (metalayers are tiny; this only guards against absurd lengths in damaged files).
 const MAX_FRAME_HEADER: usize = 16 << 20;
 
-/// Element types [`B2nd::read_all`] / [`B2nd::read_box`] convert to: every [`FromNpy`] type (`f32`, `f64`, `i16`),
-/// so that a `.b2nd` array and a `.npy` array ([`crate::npy::NpyFile::read_box`]) are read into the same types.
-pub trait B2ndElement: FromNpy {}
-impl<T: FromNpy> B2ndElement for T {}
-
 /// What went wrong while decoding, before the file name is attached.
 #[derive(Debug)]
 enum Bad {
@@ -880,7 +875,7 @@ impl B2nd {
     }
 
     /// The whole array in C order, converted to `T` (numpy `astype` semantics).
-    pub fn read_all<T: B2ndElement>(&self) -> Result<Vec<T>> {
+    pub fn read_all<T: FromNpy>(&self) -> Result<Vec<T>> {
         let mut out = vec![T::from_f64(0.0); self.len()];
         let zeros = vec![0; self.shape.len()];
         self.fill_region(&zeros, &self.shape, &mut out, &self.shape, &zeros)?;
@@ -902,7 +897,7 @@ impl B2nd {
     /// [`crate::npy::NpyFile::read_box`], acvl_utils `crop_and_pad_nd`). Only the chunks, and inside them only the
     /// blocks, that overlap the box are read and decompressed. Errors: fewer than three axes, an unreadable or
     /// damaged file.
-    pub fn read_box<T: B2ndElement>(&self, start: [i64; 3], size: [usize; 3], pad: T) -> Result<Vec<T>> {
+    pub fn read_box<T: FromNpy>(&self, start: [i64; 3], size: [usize; 3], pad: T) -> Result<Vec<T>> {
         let nd = self.shape.len();
         if nd < 3 {
             return Err(DataError::format(&self.path, format!("array of shape {:?} has no (z, y, x) axes", self.shape)));

@@ -169,21 +169,17 @@ pub enum CaseArray {
     B2nd(std::sync::Arc<crate::blosc2::B2nd>),
 }
 
-/// The element types cases are read as: float32 data, int16 segmentations.
-pub trait CaseElement: npy::FromNpy + crate::blosc2::B2ndElement {}
-impl<T: npy::FromNpy + crate::blosc2::B2ndElement> CaseElement for T {}
-
 impl CaseArray {
     /// The box `[start, start + size)` of the last three axes for every channel, C order, `pad` outside the array
     /// (see [`npy::NpyFile::read_box`]).
-    pub fn read_box_padded<T: CaseElement>(&self, start: [i64; 3], size: [usize; 3], pad: T) -> Result<Vec<T>> {
+    pub fn read_box_padded<T: npy::FromNpy>(&self, start: [i64; 3], size: [usize; 3], pad: T) -> Result<Vec<T>> {
         match self {
             CaseArray::Npy(f) => f.read_box(start, size, pad),
             CaseArray::B2nd(b) => b.read_box(start, size, pad),
         }
     }
 
-    fn read_box<T: CaseElement + Default>(&self, start: [i64; 3], size: [usize; 3]) -> Result<Vec<T>> {
+    fn read_box<T: npy::FromNpy + Default>(&self, start: [i64; 3], size: [usize; 3]) -> Result<Vec<T>> {
         self.read_box_padded(start, size, T::default())
     }
 
