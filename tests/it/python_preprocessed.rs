@@ -56,6 +56,18 @@ fn python_preprocessed_cases_read_as_our_preprocessing_writes_them() {
         }
     }
     eprintln!("{} Python-preprocessed cases: max |data - ours| = {worst:e}", ids.len());
+    // `nnunet export-preprocessed` of the Python folder writes what it writes for ours: the arrays byte for byte,
+    // the properties equal as values (our NIfTI reader gives -0.0 where SimpleITK's direction has 0.0)
+    let (ea, eb) = (work.path().join("export_theirs"), work.path().join("export_ours"));
+    assert_eq!(nnunet_data::export_preprocessed(&theirs_dir, &ea, 2, &|_, _| {}).unwrap(), ids.len());
+    nnunet_data::export_preprocessed(&ours_dir, &eb, 2, &|_, _| {}).unwrap();
+    for id in &ids {
+        for f in [format!("{id}_data.npy"), format!("{id}_seg.npy")] {
+            assert!(std::fs::read(ea.join(&f)).unwrap() == std::fs::read(eb.join(&f)).unwrap(), "export of {f} differs");
+        }
+        let f = format!("{id}_properties.json");
+        assert_eq!(nnunet_tests::read_json(&ea.join(&f)), nnunet_tests::read_json(&eb.join(&f)), "export of {f} differs");
+    }
 }
 
 /// `nnUNetv2_train` on the Python-preprocessed folder (a tiny configuration inheriting its 3d_fullres, fold `all`):

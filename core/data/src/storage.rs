@@ -259,7 +259,8 @@ pub fn copy_if_newer(src: &Path, dst: &Path) -> Result<bool> {
 /// `nnunet export-preprocessed`: write every case of the configuration folder `preprocessed_config_dir`
 /// as `<case>_data.npy` (float32 `(c, d0, d1, d2)`), `<case>_seg.npy` (int16 `(1, d0, d1, d2)`) and
 /// `<case>_properties.json` into `out_dir` (created), the layout of the reference files produced from
-/// nnU-Net's `.b2nd`/`.pkl`. Returns the number of cases. `threads` 0 = one per core.
+/// nnU-Net's `.b2nd`/`.pkl` (a folder Python nnU-Net preprocessed is converted the same way). Returns the number of
+/// cases. `threads` 0 = one per core.
 pub fn export_preprocessed(
     preprocessed_config_dir: &Path,
     out_dir: &Path,
@@ -276,20 +277,24 @@ pub fn export_preprocessed(
         .map_err(|e| DataError::Preprocess(format!("cannot start worker threads: {e}")))?;
     pool.install(|| {
         ids.par_iter().try_for_each(|id| -> Result<()> {
-            let (d, s, p) = case_paths(preprocessed_config_dir, id);
-            // validate before copying: readable headers of the right dtypes
-            let dh = npy::read_header(&d)?;
-            let sh = npy::read_header(&s)?;
-            if dh.dtype != NpyDtype::F32 || sh.dtype != NpyDtype::I16 {
-                return Err(DataError::format(&d, "unexpected dtypes (need float32 data and int16 seg)"));
-            }
-            let copy = |from: &Path, to: PathBuf| -> Result<()> {
-                let b = std::fs::read(from).map_err(|e| DataError::io(from, e))?;
-                write_file_atomic(&to, &b)
+            let (data, seg, props) = if python_case_paths(preprocessed_config_dir, id).is_some() {
+                // Python nnU-Net's Blosc2 case: decoded and written as .npy
+                let c = read_case(preprocessed_config_dir, id)?;
+                let [a, b, z] = c.shape;
+                (npy::to_bytes_f32(&c.data, &[c.channels, a, b, z]), npy::to_bytes_i16(&c.seg, &[1, a, b, z]), c.properties)
+            } else {
+                let (d, s, p) = case_paths(preprocessed_config_dir, id);
+                // validate before copying: readable headers of the right dtypes
+                let dh = npy::read_header(&d)?;
+                let sh = npy::read_header(&s)?;
+                if dh.dtype != NpyDtype::F32 || sh.dtype != NpyDtype::I16 {
+                    return Err(DataError::format(&d, "unexpected dtypes (need float32 data and int16 seg)"));
+                }
+                let read = |f: &Path| std::fs::read(f).map_err(|e| DataError::io(f, e));
+                (read(&d)?, read(&s)?, nnunet_schema::json::read_json::<CaseProperties>(&p)?)
             };
-            copy(&d, out_dir.join(format!("{id}_data.npy")))?;
-            copy(&s, out_dir.join(format!("{id}_seg.npy")))?;
-            let props: CaseProperties = nnunet_schema::json::read_json(&p)?;
+            write_file_atomic(&out_dir.join(format!("{id}_data.npy")), &data)?;
+            write_file_atomic(&out_dir.join(format!("{id}_seg.npy")), &seg)?;
             let to = out_dir.join(format!("{id}_properties.json"));
             write_file_atomic(&to, json_text(&props, &to)?.as_bytes())?;
             progress(done.fetch_add(1, Ordering::SeqCst) + 1, total);
