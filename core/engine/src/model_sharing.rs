@@ -219,11 +219,14 @@ fn enclosed(name: &str) -> Option<PathBuf> {
 }
 
 /// `nnUNetv2_install_pretrained_model_from_zip`: extract every entry of `zip` below `results` (existing files are
-/// replaced, as nnU-Net does), one entry at a time, each streamed into a temp file that is renamed once its CRC is
-/// checked. Returns the files written.
+/// replaced, as nnU-Net does), one entry at a time, each streamed into a temp file that is renamed in. Every entry's
+/// CRC is checked in a first pass, so a damaged zip installs nothing. Returns the files written.
 pub fn install_model_from_zip(zip: &Path, results: &Path) -> Result<Vec<PathBuf>, SharingError> {
     let file = std::fs::File::open(zip).map_err(|e| io(zip, e))?;
     let mut archive = ZipReader::new(std::io::BufReader::new(file)).map_err(|e| io(zip, format!("not a readable zip file: {e}")))?;
+    for entry in archive.entries().to_vec() {
+        archive.copy_to(&entry, &mut std::io::sink()).map_err(|e| io(zip, e))?;
+    }
     let mut written = Vec::new();
     for entry in archive.entries().to_vec() {
         let Some(rel) = enclosed(&entry.name) else { continue };
@@ -246,6 +249,25 @@ pub fn install_model_from_zip(zip: &Path, results: &Path) -> Result<Vec<PathBuf>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn damaged_zip_installs_nothing() {
+        let dir = std::env::temp_dir().join(format!("install_damaged_{}", std::process::id()));
+        let results = dir.join("results");
+        std::fs::create_dir_all(&results).unwrap();
+        let mut w = ZipWriter::new(std::io::Cursor::new(Vec::new()), Some(1));
+        w.add("Dataset001_A/first.json", b"{}").unwrap();
+        w.add("Dataset001_A/second.bin", b"0123456789").unwrap();
+        let mut bytes = w.finish().unwrap().into_inner();
+        let pos = bytes.windows(10).position(|s| s == b"0123456789").unwrap();
+        bytes[pos] = b'#';
+        let zip = dir.join("m.zip");
+        std::fs::write(&zip, &bytes).unwrap();
+        let err = install_model_from_zip(&zip, &results).unwrap_err().to_string();
+        assert!(err.contains("m.zip") && err.contains("second.bin: CRC or size mismatch"), "{err}");
+        assert_eq!(files_below(&results).len(), 0, "nothing installed");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn unsafe_entry_names_are_enclosed_like_python() {
