@@ -872,7 +872,8 @@ mod tests {
         })
     }
 
-    fn net(dims: usize, resenc: bool, seed: u64) -> Box<dyn Network> {
+    /// A U-Net on the default device, or with `autodiff` on its autodiff device (to train it).
+    fn net_on(dims: usize, resenc: bool, seed: u64, autodiff: bool) -> Box<dyn Network> {
         let spec = NetworkSpec {
             arch_kwargs: kwargs(dims, resenc).as_object().unwrap().clone(),
             in_channels: 1,
@@ -883,7 +884,11 @@ mod tests {
         dev.seed(seed);
         let class = if resenc { nnunet_arch_unet::RESENC_NAME } else { nnunet_arch_unet::PLAIN_NAME };
         let arch = nnunet_core::registry::architectures().unwrap().get(class).unwrap();
-        (arch.make)().build(&spec, &dev).unwrap()
+        (arch.make)().build(&spec, &if autodiff { dev.autodiff() } else { dev }).unwrap()
+    }
+
+    fn net(dims: usize, resenc: bool, seed: u64) -> Box<dyn Network> {
+        net_on(dims, resenc, seed, false)
     }
 
     fn plans(dims: usize, resenc: bool) -> Value {
@@ -1026,16 +1031,7 @@ mod tests {
     // ---- optimizer state -------------------------------------------------------------------------------------
 
     fn train_net(dims: usize, seed: u64) -> Box<dyn Network> {
-        let spec = NetworkSpec {
-            arch_kwargs: kwargs(dims, false).as_object().unwrap().clone(),
-            in_channels: 1,
-            out_channels: 3,
-            deep_supervision: true,
-        };
-        let dev = Device::default();
-        dev.seed(seed);
-        let arch = nnunet_core::registry::architectures().unwrap().get(nnunet_arch_unet::PLAIN_NAME).unwrap();
-        (arch.make)().build(&spec, &dev.autodiff()).unwrap()
+        net_on(dims, false, seed, true)
     }
 
     fn optimizer_of(kind: OptimizerKind) -> ModuleOptimizer {
