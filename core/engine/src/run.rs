@@ -119,6 +119,8 @@ pub struct Setup {
     settings: LossSettings,
     lm: nnunet_schema::LabelManager,
     data_dir: PathBuf,
+    /// The preprocessed cases in `data_dir` (never empty).
+    case_ids: Vec<String>,
     use_mask_for_norm: Vec<bool>,
     /// Cascade stage: `folder_with_segs_from_previous_stage` (the previous stage's `predicted_next_stage/<this>`).
     prev_stage_dir: Option<PathBuf>,
@@ -157,7 +159,8 @@ fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
         return Err(input(format!("{}: preprocessed data missing. Run {preprocess} first", data_dir.display())));
     }
     // checked before anything is written to the results folder
-    if nnunet_data::storage::list_cases(&data_dir).map_err(|e| input(e.to_string()))?.is_empty() {
+    let case_ids = nnunet_data::storage::list_cases(&data_dir).map_err(|e| input(e.to_string()))?;
+    if case_ids.is_empty() {
         return Err(input(match nnunet_data::storage::python_preprocessed_cases(&data_dir) {
             Some((n, files)) => format!(
                 "{}: holds Python nnU-Net's preprocessed data ({n} cases as {files}, nnU-Net before 2.6), which this \
@@ -184,6 +187,7 @@ fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
         settings,
         lm,
         data_dir,
+        case_ids,
         use_mask_for_norm,
         prev_stage_dir,
         next_stages,
@@ -229,7 +233,7 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     }
 
     // splits
-    let all_ids = nnunet_data::storage::list_cases(&st.data_dir).map_err(|e| input(e.to_string()))?;
+    let all_ids = st.case_ids.as_slice();
     let splits_path = req.preprocessed_dir.join("splits_final.json");
     // fold `all` trains and validates on every case without a split file (nnU-Net's do_split)
     let splits = if req.fold == Fold::All {
@@ -237,12 +241,12 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     } else if splits_path.exists() {
         splits::read_splits(&splits_path).map_err(|e| input(e.to_string()))?
     } else {
-        let s = splits::default_splits(&all_ids).map_err(|e| input(e.to_string()))?;
+        let s = splits::default_splits(all_ids).map_err(|e| input(e.to_string()))?;
         splits::write_splits(&splits_path, &s).map_err(|e| io(&splits_path, e))?;
         events(TrainEvent::Message(format!("Created a 5-fold split: {}", splits_path.display())));
         s
     };
-    let (train_ids, val_ids) = splits::split_for_fold(&splits, &all_ids, req.fold).map_err(|e| input(e.to_string()))?;
+    let (train_ids, val_ids) = splits::split_for_fold(&splits, all_ids, req.fold).map_err(|e| input(e.to_string()))?;
     events(TrainEvent::Message(format!("fold {}: {} training cases, {} validation cases", req.fold, train_ids.len(), val_ids.len())));
 
     // data pipeline
@@ -677,13 +681,13 @@ pub fn validate_only(req: &TrainRequest, best: bool, events: &mut dyn FnMut(Trai
     if !fold_dir.join(chk).join("checkpoint.json").exists() {
         return Err(input(format!("{}: no {chk}; train this fold first", fold_dir.display())));
     }
-    let all_ids = nnunet_data::storage::list_cases(&st.data_dir).map_err(|e| input(e.to_string()))?;
+    let all_ids = st.case_ids.as_slice();
     let splits = if req.fold == Fold::All {
         Vec::new()
     } else {
         splits::read_splits(&req.preprocessed_dir.join("splits_final.json")).map_err(|e| input(e.to_string()))?
     };
-    let (_, val_ids) = splits::split_for_fold(&splits, &all_ids, req.fold).map_err(|e| input(e.to_string()))?;
+    let (_, val_ids) = splits::split_for_fold(&splits, all_ids, req.fold).map_err(|e| input(e.to_string()))?;
     final_validation(req, &st, &fold_dir, &val_ids, chk, events)
 }
 
