@@ -129,8 +129,8 @@ fn cascade_trains_on_lowres_exports_and_predicts() {
     for case in TRAIN {
         let (seg, shape) = nnunet_engine::cascade::read_previous_stage_segmentation(&exports, case).unwrap();
         // the next stage's preprocessed shape (3d_fullres data)
-        let h = nnunet_data::storage::data_header(&pre.join("nnUNetPlans_3d_fullres"), case).unwrap();
-        assert_eq!(&h.shape[1..], &shape[..], "{case}");
+        let (_, stored) = nnunet_data::storage::stored_shape(&pre.join("nnUNetPlans_3d_fullres"), case).unwrap();
+        assert_eq!(stored, shape, "{case}");
         assert!(seg.iter().all(|&v| (0..=2).contains(&v)));
         // isotropic data, nothing cropped, same target shape: the export equals the exported validation segmentation
         let val = read_seg(&lowres.join(format!("fold_all/validation/{case}.nii.gz")));

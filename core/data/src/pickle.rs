@@ -760,6 +760,152 @@ pub fn from_bytes_with_tensors(bytes: &[u8]) -> Result<(Value, Vec<TensorRef>), 
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// writing
+
+/// A Python value to pickle ([`to_bytes`]): what nnU-Net's properties dicts hold.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PyValue {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    List(Vec<PyValue>),
+    Tuple(Vec<PyValue>),
+    /// Keys in insertion order (Python dicts keep it).
+    Dict(Vec<(PyValue, PyValue)>),
+    /// A C-order numpy `int64` array.
+    Int64Array { shape: Vec<usize>, data: Vec<i64> },
+    /// A C-order numpy `float64` array.
+    Float64Array { shape: Vec<usize>, data: Vec<f64> },
+}
+
+impl PyValue {
+    /// A JSON value as Python would hold it after `json.load`: objects → dicts with str keys, arrays → lists.
+    pub fn from_json(v: &Value) -> PyValue {
+        match v {
+            Value::Null => PyValue::None,
+            Value::Bool(b) => PyValue::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => PyValue::Int(i),
+                None => PyValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::String(s) => PyValue::Str(s.clone()),
+            Value::Array(a) => PyValue::List(a.iter().map(PyValue::from_json).collect()),
+            Value::Object(m) => PyValue::Dict(m.iter().map(|(k, x)| (PyValue::Str(k.clone()), PyValue::from_json(x))).collect()),
+        }
+    }
+
+    /// A tuple of floats.
+    pub fn float_tuple(v: &[f64]) -> PyValue {
+        PyValue::Tuple(v.iter().map(|&x| PyValue::Float(x)).collect())
+    }
+
+    /// A tuple of ints.
+    pub fn int_tuple(v: &[usize]) -> PyValue {
+        PyValue::Tuple(v.iter().map(|&x| PyValue::Int(x as i64)).collect())
+    }
+}
+
+/// Pickle `v` (protocol 3, readable by every Python 3). numpy arrays are written as numpy's own `__reduce__` does
+/// (`numpy.core.multiarray._reconstruct` + `BUILD`), which numpy 1.x and 2.x both load.
+pub fn to_bytes(v: &PyValue) -> Vec<u8> {
+    let mut out = vec![0x80, 3];
+    emit(v, &mut out);
+    out.push(b'.');
+    out
+}
+
+fn emit_int(i: i64, out: &mut Vec<u8>) {
+    if let Ok(small) = i32::try_from(i) {
+        out.push(b'J');
+        out.extend_from_slice(&small.to_le_bytes());
+    } else {
+        out.extend_from_slice(&[0x8a, 8]); // LONG1, 8 bytes two's complement
+        out.extend_from_slice(&i.to_le_bytes());
+    }
+}
+
+fn emit_str(s: &str, out: &mut Vec<u8>) {
+    out.push(b'X');
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// `MARK items close` (`APPENDS` after an empty list, `TUPLE`).
+fn emit_seq(items: &[PyValue], close: u8, out: &mut Vec<u8>) {
+    out.push(b'(');
+    items.iter().for_each(|x| emit(x, out));
+    out.push(close);
+}
+
+/// `_reconstruct(ndarray, (0,), b'b')` then `BUILD (1, shape, dtype(descr), False, raw bytes)`.
+fn emit_array(shape: &[usize], descr: &str, raw: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n");
+    emit_int(0, out);
+    out.extend_from_slice(&[0x85, b'C', 1, b'b', 0x87, b'R', b'(']);
+    emit_int(1, out);
+    out.push(b'(');
+    shape.iter().for_each(|&d| emit_int(d as i64, out));
+    out.push(b't');
+    out.extend_from_slice(b"cnumpy\ndtype\n");
+    emit_str(descr, out);
+    out.extend_from_slice(&[0x89, 0x88, 0x87, b'R', b'(']);
+    emit_int(3, out);
+    emit_str("<", out);
+    out.extend_from_slice(b"NNN");
+    emit_int(-1, out);
+    emit_int(-1, out);
+    emit_int(0, out);
+    out.extend_from_slice(b"tb");
+    out.push(0x89); // C order
+    out.push(b'B');
+    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    out.extend_from_slice(raw);
+    out.extend_from_slice(b"tb");
+}
+
+fn emit(v: &PyValue, out: &mut Vec<u8>) {
+    match v {
+        PyValue::None => out.push(b'N'),
+        PyValue::Bool(b) => out.push(if *b { 0x88 } else { 0x89 }),
+        PyValue::Int(i) => emit_int(*i, out),
+        PyValue::Float(f) => {
+            out.push(b'G');
+            out.extend_from_slice(&f.to_be_bytes());
+        }
+        PyValue::Str(s) => emit_str(s, out),
+        PyValue::List(a) => {
+            out.push(b']');
+            if !a.is_empty() {
+                emit_seq(a, b'e', out);
+            }
+        }
+        PyValue::Tuple(a) if a.is_empty() => out.push(b')'),
+        PyValue::Tuple(a) => emit_seq(a, b't', out),
+        PyValue::Dict(m) => {
+            out.push(b'}');
+            if !m.is_empty() {
+                out.push(b'(');
+                for (k, x) in m {
+                    emit(k, out);
+                    emit(x, out);
+                }
+                out.push(b'u');
+            }
+        }
+        PyValue::Int64Array { shape, data } => {
+            let raw: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+            emit_array(shape, "i8", &raw, out);
+        }
+        PyValue::Float64Array { shape, data } => {
+            let raw: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+            emit_array(shape, "f8", &raw, out);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,8 @@ pub struct PreprocessConfig {
     pub plans_name: String,
     /// Target spacing in transposed axes; 2 entries for 2-D configurations.
     pub spacing: Vec<f64>,
+    /// The configuration's `patch_size` (2 or 3 entries): it sets the Blosc2 chunk and block shapes of the stored cases.
+    pub patch_size: Vec<usize>,
     pub transpose_forward: [usize; 3],
     pub normalization_schemes: Vec<String>,
     pub use_mask_for_norm: Vec<bool>,
@@ -91,6 +93,12 @@ impl PreprocessConfig {
             .and_then(|a| a.iter().map(Value::as_f64).collect())
             .filter(|s: &Vec<f64>| (2..=3).contains(&s.len()) && s.iter().all(|&x| x > 0.0))
             .ok_or_else(|| cfg_err(name, "spacing must be a list of 2 or 3 positive numbers"))?;
+        let patch_size: Vec<usize> = cfg
+            .get("patch_size")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().map(|v| v.as_u64().map(|x| x as usize)).collect())
+            .filter(|p: &Vec<usize>| p.len() == spacing.len() && p.iter().all(|&x| x > 0))
+            .ok_or_else(|| cfg_err(name, format!("patch_size must be a list of {} positive integers", spacing.len())))?;
         let normalization_schemes: Vec<String> = cfg
             .get("normalization_schemes")
             .and_then(Value::as_array)
@@ -134,6 +142,7 @@ impl PreprocessConfig {
             data_identifier,
             plans_name: plans.plans_name().unwrap_or("").to_string(),
             spacing,
+            patch_size,
             transpose_forward,
             normalization_schemes,
             use_mask_for_norm,
@@ -413,16 +422,13 @@ pub fn preprocess_dataset(
     let done = AtomicUsize::new(0);
     let run = |case: &Case| -> Result<()> {
         let pc = preprocess_case(reader, &case.id, &case.images, Some(&case.label), &cfg, &opts.normalizations)?;
-        storage::write_case(&tmp_dir, &case.id, &pc)?;
+        storage::write_case(&tmp_dir, &case.id, &pc, &cfg.patch_size)?;
         let d = done.fetch_add(1, Ordering::SeqCst) + 1;
         progress(d, total);
         Ok(())
     };
     let pool = pool(opts.threads)?;
-    let result = pool.install(|| dataset.cases.par_iter().with_max_len(1).try_for_each(run)).and_then(|()| {
-        let ids: Vec<String> = dataset.cases.iter().map(|c| c.id.clone()).collect();
-        storage::write_manifest(&tmp_dir, &cfg, &ids)
-    });
+    let result = pool.install(|| dataset.cases.par_iter().with_max_len(1).try_for_each(run));
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp_dir);
         return Err(e);

@@ -1,18 +1,20 @@
 //! On-disk format of preprocessed cases (ADR 0005) and [`export_preprocessed`].
 //!
-//! `nnUNet_preprocessed/DatasetXXX/<data_identifier>/` holds, per case:
-//! * `<case>.npy` — data, float32 little-endian, C order, shape `(c, d0, d1, d2)` (transposed axes);
-//! * `<case>_seg.npy` — segmentation, int16, shape `(1, d0, d1, d2)`, labels and `-1` outside the
-//!   nonzero mask;
-//! * `<case>.json` — [`CaseProperties`] (nnU-Net's `.pkl` content as JSON).
+//! `nnUNet_preprocessed/DatasetXXX/<data_identifier>/` holds, per case, what Python nnU-Net 2.8.1 writes
+//! (`nnUNetDatasetBlosc2.save_case`), so that Python nnU-Net trains from a folder preprocessed here and the other way
+//! round:
+//! * `<case>.b2nd` — data, float32, shape `(c, d0, d1, d2)` (transposed axes), Blosc2 with nnU-Net's chunk and block
+//!   shapes ([`comp_blosc2_params`]) and filter choice ([`select_filter`]);
+//! * `<case>_seg.b2nd` — segmentation, int16, shape `(1, d0, d1, d2)`, labels and `-1` outside the nonzero mask;
+//! * `<case>.pkl` — the properties dict, pickled with Python's types ([`properties_to_python`]).
 //!
-//! plus `nnunet_rs_preprocessed.json` ([`Manifest`]). Uncompressed `.npy` (NumPy format 1.0, data
-//! aligned to 64 bytes) can be memory-mapped or read patch-wise with one `pread` per row; the same
-//! names are nnU-Net's unpacked `nnUNetDatasetNumpy` files.
+//! Folders written by earlier versions of this framework (`<case>.npy`, `<case>_seg.npy`, `<case>.json` and the
+//! manifest `nnunet_rs_preprocessed.json`) are still read: [`list_cases`], [`open_case`] and [`read_case`] hand out
+//! both, the arrays as [`CaseArray`].
 
 use crate::error::{DataError, Result};
 use crate::npy::{self, NpyDtype};
-use crate::preprocess::{CaseProperties, PreprocessConfig, PreprocessedCase};
+use crate::preprocess::{CaseProperties, PreprocessedCase};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -20,10 +22,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Name of the manifest file in a preprocessed configuration folder.
 pub const MANIFEST: &str = "nnunet_rs_preprocessed.json";
-/// Current format version written to the manifest.
+/// The newest format version of that manifest.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// `nnunet_rs_preprocessed.json`: what the folder holds.
+/// `nnunet_rs_preprocessed.json`: what a folder of `.npy` cases written by earlier versions holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Always `"nnunet-rs-npy"`.
@@ -53,31 +55,153 @@ fn json_text<T: Serialize>(v: &T, path: &Path) -> Result<String> {
     nnunet_schema::json::to_python_string(v).map_err(|e| DataError::format(path, format!("cannot serialise: {e}")))
 }
 
-/// Paths of one case's files in a configuration folder.
+/// Paths of one case's `.npy` files (the layout of earlier versions): data, segmentation, properties.
 pub fn case_paths(dir: &Path, case: &str) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join(format!("{case}.npy")), dir.join(format!("{case}_seg.npy")), dir.join(format!("{case}.json")))
 }
 
-/// Write one preprocessed case (three files, each via temp + rename).
-pub fn write_case(dir: &Path, case: &str, pc: &PreprocessedCase) -> Result<()> {
-    let (d, s, p) = case_paths(dir, case);
-    let [a, b, c] = pc.shape;
-    write_file_atomic(&d, &npy::to_bytes_f32(&pc.data, &[pc.channels, a, b, c]))?;
-    write_file_atomic(&s, &npy::to_bytes_i16(&pc.seg, &[1, a, b, c]))?;
-    write_file_atomic(&p, json_text(&pc.properties, &p)?.as_bytes())
+/// Paths of one case's files in nnU-Net's layout: `<case>.b2nd`, `<case>_seg.b2nd`, `<case>.pkl`.
+pub fn b2nd_case_paths(dir: &Path, case: &str) -> (PathBuf, PathBuf, PathBuf) {
+    (dir.join(format!("{case}.b2nd")), dir.join(format!("{case}_seg.b2nd")), dir.join(format!("{case}.pkl")))
 }
 
-pub(crate) fn write_manifest(dir: &Path, cfg: &PreprocessConfig, cases: &[String]) -> Result<()> {
-    let m = Manifest {
-        format: "nnunet-rs-npy".into(),
-        format_version: FORMAT_VERSION,
-        plans_name: cfg.plans_name.clone(),
-        configuration: cfg.configuration.clone(),
-        data_identifier: cfg.data_identifier.clone(),
-        cases: cases.to_vec(),
+/// Write one preprocessed case as Python nnU-Net 2.8.1 does (`DefaultPreprocessor.run_case_save`): Blosc2 data and
+/// segmentation with the chunk and block shapes [`comp_blosc2_params`] gives for `patch_size` (the configuration's, 2
+/// or 3 axes) and the filter [`select_filter`] picks, and the pickled properties. Each file via temp + rename.
+pub fn write_case(dir: &Path, case: &str, pc: &PreprocessedCase, patch_size: &[usize]) -> Result<()> {
+    let (d, s, p) = b2nd_case_paths(dir, case);
+    let [a, b, c] = pc.shape;
+    let data: Vec<u8> = pc.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let seg: Vec<u8> = pc.seg.iter().flat_map(|v| v.to_le_bytes()).collect();
+    for (path, bytes, dtype, channels) in [(&d, &data, NpyDtype::F32, pc.channels), (&s, &seg, NpyDtype::I16, 1)] {
+        let shape = [channels, a, b, c];
+        let (blocks, chunks) = comp_blosc2_params(shape, patch_size, dtype.size()).map_err(|e| DataError::format(path, e))?;
+        let filter = select_filter(bytes, dtype, &shape, &chunks, &blocks);
+        let frame = crate::blosc2::write::encode(bytes, dtype, &shape, &chunks, &blocks, filter).map_err(|e| DataError::format(path, e))?;
+        write_file_atomic(path, &frame)?;
+    }
+    write_file_atomic(&p, &crate::pickle::to_bytes(&properties_to_python(&pc.properties)))
+}
+
+/// nnU-Net 2.8.1's `comp_blosc2_params(image_size, patch_size, bytes_per_pixel)` with its defaults (blocks of at most
+/// 128 KiB, chunks of at most 6 MiB and 1.5 patches per axis): `(blocks, chunks)` for a `(c, d0, d1, d2)` array
+/// read in patches of `patch_size` (3 axes, or 2 for 2-D configurations: `(1, p0, p1)`).
+pub fn comp_blosc2_params(image_size: [usize; 4], patch_size: &[usize], bytes_per_pixel: usize) -> std::result::Result<([usize; 4], [usize; 4]), String> {
+    const MAX_BLOCK_NBYTES: usize = 128 * 1024;
+    const MAX_CHUNK_NBYTES: usize = 6 * 1024 * 1024;
+    const MAX_CHUNK_TO_PATCH_RATIO: f64 = 1.5;
+    let ceil_pow2 = |n: usize| if n <= 1 { 1 } else { n.next_power_of_two() };
+    let prev_pow2_below = |n: usize| if n <= 1 { 1 } else { 1usize << (usize::BITS - (n - 1).leading_zeros() - 1) };
+    let nbytes = |s: &[usize; 4]| s.iter().product::<usize>() * bytes_per_pixel;
+    let is_2d = patch_size.len() == 2;
+    let patch: [usize; 3] = match *patch_size {
+        [y, x] => [1, y, x],
+        [z, y, x] => [z, y, x],
+        _ => return Err(format!("patch size {patch_size:?} has neither 2 nor 3 axes")),
     };
-    let p = dir.join(MANIFEST);
-    write_file_atomic(&p, json_text(&m, &p)?.as_bytes())
+    if bytes_per_pixel == 0 || image_size.contains(&0) || patch.contains(&0) {
+        return Err(format!("image size {image_size:?}, patch size {patch_size:?}, {bytes_per_pixel} bytes per voxel: all must be positive"));
+    }
+    let image = [image_size[1], image_size[2], image_size[3]];
+    let target: [usize; 3] =
+        std::array::from_fn(|ax| image[ax].min((MAX_CHUNK_TO_PATCH_RATIO * patch[ax] as f64).floor() as usize).max(1));
+
+    let mut block = [1, ceil_pow2(patch[0]).min(image[0]), ceil_pow2(patch[1]).min(image[1]), ceil_pow2(patch[2]).min(image[2])];
+    while nbytes(&block) > MAX_BLOCK_NBYTES.min(MAX_CHUNK_NBYTES) {
+        // shrink the axis most over-represented relative to the target extent; ties go to the later axis
+        let picked = (0..3)
+            .filter(|&ax| block[ax + 1] > 1)
+            .max_by(|&a, &b| {
+                let (ra, rb) = (block[a + 1] as f64 / target[a] as f64, block[b + 1] as f64 / target[b] as f64);
+                ra.total_cmp(&rb).then(a.cmp(&b))
+            })
+            .ok_or_else(|| format!("cannot fit a block into {MAX_BLOCK_NBYTES} bytes with {bytes_per_pixel} bytes per voxel"))?;
+        block[picked + 1] = prev_pow2_below(block[picked + 1]).max(1);
+    }
+
+    let mut chunk = block;
+    loop {
+        // grow the most under-covered axis by one block (clamped to the image and the target); ties go to the larger
+        // image axis, then the earlier axis
+        let best = (0..3)
+            .filter(|&ax| !(is_2d && ax == 0) && patch[ax] != 1 && chunk[ax + 1] < image[ax] && chunk[ax + 1] < target[ax])
+            .filter_map(|ax| {
+                let mut cand = chunk;
+                cand[ax + 1] = (cand[ax + 1] + block[ax + 1]).min(image[ax]).min(target[ax]);
+                (cand[ax + 1] != chunk[ax + 1] && nbytes(&cand) <= MAX_CHUNK_NBYTES)
+                    .then(|| (chunk[ax + 1] as f64 / target[ax] as f64, std::cmp::Reverse(image[ax]), ax, cand))
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        match best {
+            Some((_, _, _, cand)) => chunk = cand,
+            None => break,
+        }
+    }
+    Ok((block, chunk))
+}
+
+/// nnU-Net 2.8.1's `nnUNetDatasetBlosc2._select_filter`: compress a centred slab of at most one chunk with NOFILTER
+/// and with SHUFFLE and keep the smaller (ties: NOFILTER). nnU-Net measures with LZ4HC, this with the LZ4 that
+/// [`crate::blosc2::write`] writes, so on a near tie the two may choose differently; the decoded arrays are the same.
+pub fn select_filter(bytes: &[u8], dtype: NpyDtype, shape: &[usize; 4], chunks: &[usize; 4], blocks: &[usize; 4]) -> crate::blosc2::write::Filter {
+    use crate::blosc2::write::{Filter, encode};
+    let ts = dtype.size();
+    let slab: [usize; 4] = std::array::from_fn(|d| chunks[d].min(shape[d]));
+    let lo: [usize; 4] = std::array::from_fn(|d| (shape[d] - slab[d]) / 2);
+    let mut part = Vec::with_capacity(slab.iter().product::<usize>() * ts);
+    let row = slab[3] * ts;
+    for c in 0..slab[0] {
+        for z in 0..slab[1] {
+            for y in 0..slab[2] {
+                let start = ((((lo[0] + c) * shape[1] + lo[1] + z) * shape[2] + lo[2] + y) * shape[3] + lo[3]) * ts;
+                part.extend_from_slice(&bytes[start..start + row]);
+            }
+        }
+    }
+    let trial_blocks: [usize; 4] = std::array::from_fn(|d| blocks[d].min(slab[d]).max(1));
+    let size = |f: Filter| encode(&part, dtype, &slab, &slab, &trial_blocks, f).map(|b| b.len()).unwrap_or(usize::MAX);
+    if size(Filter::Shuffle) < size(Filter::NoFilter) { Filter::Shuffle } else { Filter::NoFilter }
+}
+
+/// The properties dict as Python nnU-Net pickles it: `sitk_stuff` with tuples, `nibabel_stuff` with numpy affines,
+/// `spacing` and `bbox_used_for_cropping` as lists, the shapes as tuples, `class_locations` keyed by `int` (labels) or
+/// `tuple` (regions, the ignore key) with `(k, 4)` int64 arrays.
+pub fn properties_to_python(p: &CaseProperties) -> crate::pickle::PyValue {
+    use crate::pickle::PyValue as Py;
+    let s = |k: &str| Py::Str(k.to_string());
+    let mut d = Vec::new();
+    if let Some(g) = &p.image.sitk_stuff {
+        let geometry = vec![
+            (s("spacing"), Py::float_tuple(&g.spacing)),
+            (s("origin"), Py::float_tuple(&g.origin)),
+            (s("direction"), Py::float_tuple(&g.direction)),
+        ];
+        d.push((s("sitk_stuff"), Py::Dict(geometry)));
+    }
+    if let Some(n) = &p.image.nibabel_stuff {
+        let affine = Py::Float64Array { shape: vec![4, 4], data: n.original_affine.iter().flatten().copied().collect() };
+        d.push((s("nibabel_stuff"), Py::Dict(vec![(s("original_affine"), affine)])));
+    }
+    d.push((s("spacing"), Py::List(p.image.spacing.iter().map(|&x| Py::Float(x)).collect())));
+    d.push((s("shape_before_cropping"), Py::int_tuple(&p.shape_before_cropping)));
+    let bbox = p.bbox_used_for_cropping.iter().map(|r| Py::List(r.iter().map(|&x| Py::Int(x as i64)).collect())).collect();
+    d.push((s("bbox_used_for_cropping"), Py::List(bbox)));
+    d.push((s("shape_after_cropping_and_before_resampling"), Py::int_tuple(&p.shape_after_cropping_and_before_resampling)));
+    if let Some(cl) = &p.class_locations {
+        let classes = cl
+            .0
+            .iter()
+            .map(|(k, rows)| {
+                let key = match k {
+                    crate::class_locations::ClassKey::Label(l) => Py::Int(*l),
+                    crate::class_locations::ClassKey::Region(r) => Py::Tuple(r.iter().map(|&l| Py::Int(l)).collect()),
+                };
+                (key, Py::Int64Array { shape: vec![rows.len(), 4], data: rows.iter().flatten().copied().collect() })
+            })
+            .collect();
+        d.push((s("class_locations"), Py::Dict(classes)));
+    }
+    Py::Dict(d)
 }
 
 /// Read the manifest of a configuration folder.
@@ -89,25 +213,27 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     Ok(m)
 }
 
-/// Case identifiers of a configuration folder: from the manifest, else every `<case>.json`.
+/// Case identifiers of a configuration folder, sorted: every `<case>.pkl` with its `<case>.b2nd` (nnU-Net's layout,
+/// written here and by Python nnU-Net ≥ 2.6), and the `.npy` cases of earlier versions (from their manifest, else
+/// every `<case>.json` with its `<case>.npy`).
 pub fn list_cases(dir: &Path) -> Result<Vec<String>> {
-    if dir.join(MANIFEST).is_file() {
-        return Ok(read_manifest(dir)?.cases);
-    }
-    let mut ids: Vec<String> = crate::dataset::subfiles(dir, ".json")?
-        .into_iter()
-        .filter(|f| f != MANIFEST && !f.starts_with('.'))
-        .map(|f| f.trim_end_matches(".json").to_string())
-        .filter(|id| dir.join(format!("{id}.npy")).is_file())
-        .collect();
-    // Python nnU-Net's cases (Blosc2 arrays + pickled properties), read as they are
-    let python: Vec<String> = crate::dataset::subfiles(dir, ".pkl")?
+    let mut ids: Vec<String> = if dir.join(MANIFEST).is_file() {
+        read_manifest(dir)?.cases
+    } else {
+        crate::dataset::subfiles(dir, ".json")?
+            .into_iter()
+            .filter(|f| f != MANIFEST && !f.starts_with('.'))
+            .map(|f| f.trim_end_matches(".json").to_string())
+            .filter(|id| dir.join(format!("{id}.npy")).is_file())
+            .collect()
+    };
+    let b2nd: Vec<String> = crate::dataset::subfiles(dir, ".pkl")?
         .into_iter()
         .filter(|f| !f.starts_with('.'))
         .map(|f| f.trim_end_matches(".pkl").to_string())
         .filter(|id| dir.join(format!("{id}.b2nd")).is_file() && !ids.contains(id))
         .collect();
-    ids.extend(python);
+    ids.extend(b2nd);
     ids.sort();
     Ok(ids)
 }
@@ -122,15 +248,19 @@ pub fn python_preprocessed_cases(dir: &Path) -> Option<(usize, &'static str)> {
     (n > 0).then_some((n, ".npz + .pkl"))
 }
 
-/// The files of Python nnU-Net's case `case` in `dir` (`<case>.b2nd`, `<case>_seg.b2nd`, `<case>.pkl`), when its data
-/// file exists and ours (`<case>.npy`) does not.
-fn python_case_paths(dir: &Path, case: &str) -> Option<(PathBuf, PathBuf, PathBuf)> {
-    let data = dir.join(format!("{case}.b2nd"));
-    (data.is_file() && !dir.join(format!("{case}.npy")).is_file())
-        .then(|| (data, dir.join(format!("{case}_seg.b2nd")), dir.join(format!("{case}.pkl"))))
+/// The files of case `case` in nnU-Net's layout (`<case>.b2nd`, `<case>_seg.b2nd`, `<case>.pkl`), when its data file
+/// exists and an earlier version's `<case>.npy` does not.
+fn b2nd_case(dir: &Path, case: &str) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let paths = b2nd_case_paths(dir, case);
+    (paths.0.is_file() && !dir.join(format!("{case}.npy")).is_file()).then_some(paths)
 }
 
-/// Properties pickled by Python nnU-Net (`<case>.pkl`): the same dictionary as our `<case>.json`.
+/// The properties file of a stored case: `<case>.pkl`, or `<case>.json` in the `.npy` layout of earlier versions.
+pub fn properties_path(dir: &Path, case: &str) -> PathBuf {
+    b2nd_case(dir, case).map_or_else(|| case_paths(dir, case).2, |(_, _, p)| p)
+}
+
+/// Pickled properties (`<case>.pkl`, nnU-Net's dictionary; the `.npy` layout kept it as `<case>.json`).
 fn read_pickled_properties(path: &Path) -> Result<CaseProperties> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let value = crate::pickle::from_bytes(&bytes).map_err(|e| DataError::format(path, e.to_string()))?;
@@ -145,9 +275,9 @@ fn case_shape(data: &Path, dshape: &[usize], sshape: &[usize]) -> Result<(usize,
     Ok((dshape[0], [dshape[1], dshape[2], dshape[3]]))
 }
 
-/// Read one case back completely (ours, or Python nnU-Net's Blosc2 case).
+/// Read one case back completely.
 pub fn read_case(dir: &Path, case: &str) -> Result<PreprocessedCase> {
-    if python_case_paths(dir, case).is_some() {
+    if b2nd_case(dir, case).is_some() {
         let c = open_case(dir, case)?;
         let [z, y, x] = c.shape;
         let (data, seg) = (c.data.read_box([0; 3], [z, y, x])?, c.seg.read_box([0; 3], [z, y, x])?);
@@ -206,7 +336,7 @@ pub struct StoredCase {
 /// spatial shapes), the arrays are not. Python nnU-Net's cases (`<case>.b2nd`, `<case>_seg.b2nd`, `<case>.pkl`) are
 /// opened the same way.
 pub fn open_case(dir: &Path, case: &str) -> Result<StoredCase> {
-    if let Some((d, s, p)) = python_case_paths(dir, case) {
+    if let Some((d, s, p)) = b2nd_case(dir, case) {
         let (data, seg) = (crate::blosc2::B2nd::open(&d)?, crate::blosc2::B2nd::open(&s)?);
         let (channels, shape) = case_shape(&d, data.shape(), seg.shape())?;
         let properties = read_pickled_properties(&p)?;
@@ -233,13 +363,14 @@ pub fn open_case(dir: &Path, case: &str) -> Result<StoredCase> {
     Ok(StoredCase { data: CaseArray::Npy(data), seg: CaseArray::Npy(seg), channels, shape, properties })
 }
 
-/// Header of a case's data file (dtype, shape, byte offset) for memory mapping / patch reads.
-pub fn data_header(dir: &Path, case: &str) -> Result<npy::NpyHeader> {
-    let h = npy::read_header(&case_paths(dir, case).0)?;
-    if h.dtype != NpyDtype::F32 {
-        return Err(DataError::format(case_paths(dir, case).0, "data is not float32"));
+/// `(channels, [d0, d1, d2])` of a stored case, from its array headers.
+pub fn stored_shape(dir: &Path, case: &str) -> Result<(usize, [usize; 3])> {
+    if let Some((d, s, _)) = b2nd_case(dir, case) {
+        let (data, seg) = (crate::blosc2::B2nd::open(&d)?, crate::blosc2::B2nd::open(&s)?);
+        return case_shape(&d, data.shape(), seg.shape());
     }
-    Ok(h)
+    let (d, s, _) = case_paths(dir, case);
+    case_shape(&d, &npy::read_header(&d)?.shape, &npy::read_header(&s)?.shape)
 }
 
 /// Copy `src` to `dst` (temp + rename) unless `dst` exists and is not older. Returns whether it copied.
@@ -277,7 +408,7 @@ pub fn export_preprocessed(
         .map_err(|e| DataError::Preprocess(format!("cannot start worker threads: {e}")))?;
     pool.install(|| {
         ids.par_iter().try_for_each(|id| -> Result<()> {
-            let (data, seg, props) = if python_case_paths(preprocessed_config_dir, id).is_some() {
+            let (data, seg, props) = if b2nd_case(preprocessed_config_dir, id).is_some() {
                 // Python nnU-Net's Blosc2 case: decoded and written as .npy
                 let c = read_case(preprocessed_config_dir, id)?;
                 let [a, b, z] = c.shape;
@@ -302,4 +433,90 @@ pub fn export_preprocessed(
         })
     })?;
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::class_locations::{ClassKey, ClassLocations};
+
+    /// `comp_blosc2_params` of nnU-Net 2.8.1 (printed by Python for these arguments).
+    #[test]
+    fn blosc2_params_equal_nnunets() {
+        #[rustfmt::skip]
+        let cases: [([usize; 4], &[usize], usize, [usize; 4], [usize; 4]); 11] = [
+            ([1, 36, 50, 35], &[40, 56, 40], 4, [1, 32, 32, 32], [1, 36, 50, 35]),
+            ([1, 36, 50, 35], &[40, 56, 40], 2, [1, 36, 50, 35], [1, 36, 50, 35]),
+            ([2, 70, 90, 80], &[32, 32, 32], 4, [1, 32, 32, 32], [1, 48, 48, 48]),
+            ([1, 512, 512, 400], &[128, 128, 128], 4, [1, 32, 32, 32], [1, 128, 128, 96]),
+            ([1, 512, 512, 400], &[128, 128, 128], 2, [1, 64, 32, 32], [1, 192, 128, 128]),
+            ([1, 1, 320, 320], &[320, 320], 4, [1, 1, 256, 128], [1, 1, 320, 320]),
+            ([3, 1, 1200, 900], &[512, 512], 4, [1, 1, 256, 128], [1, 1, 768, 768]),
+            ([1, 123, 423, 645], &[80, 160, 192], 4, [1, 16, 32, 64], [1, 64, 128, 192]),
+            ([1, 20, 300, 300], &[16, 256, 256], 2, [1, 8, 128, 64], [1, 20, 300, 300]),
+            ([4, 155, 240, 240], &[128, 128, 128], 4, [1, 32, 32, 32], [1, 96, 128, 128]),
+            ([1, 7, 9, 11], &[8, 8, 8], 8, [1, 7, 8, 8], [1, 7, 9, 11]),
+        ];
+        for (image, patch, bpp, blocks, chunks) in cases {
+            assert_eq!(comp_blosc2_params(image, patch, bpp).unwrap(), (blocks, chunks), "{image:?} {patch:?} {bpp}");
+        }
+        assert!(comp_blosc2_params([1, 4, 4, 4], &[4], 4).is_err());
+        assert!(comp_blosc2_params([1, 0, 4, 4], &[4, 4, 4], 4).is_err());
+    }
+
+    fn props(shape: [usize; 3]) -> CaseProperties {
+        let mut p = CaseProperties::uncropped(shape, [2.5, 0.75, 0.8]);
+        p.image.sitk_stuff = Some(crate::SitkGeometry { spacing: vec![0.8, 0.75, 2.5], origin: vec![-1.5, 2.0, 30.25], direction: vec![1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0] });
+        p.shape_before_cropping = [shape[0] + 2, shape[1], shape[2] + 5];
+        p.bbox_used_for_cropping = [[1, shape[0] + 1], [0, shape[1]], [2, shape[2] + 2]];
+        p.class_locations = Some(ClassLocations(vec![
+            (ClassKey::Label(1), vec![[0, 1, 2, 3], [0, 4, 0, 1]]),
+            (ClassKey::Label(2), vec![]),
+            (ClassKey::Region(vec![1, 2]), vec![[0, 0, 0, 0]]),
+            (ClassKey::Region(vec![3]), vec![[0, 5, 5, 5]]),
+        ]));
+        p
+    }
+
+    /// A case written in nnU-Net's layout reads back equal: arrays, properties (through the pickle), shapes, boxes.
+    #[test]
+    fn written_cases_read_back_equal() {
+        let dir = std::env::temp_dir().join(format!("storage_b2nd_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (k, (channels, shape, patch)) in
+            [(2usize, [7usize, 9, 11], vec![4usize, 4, 4]), (1, [1, 40, 33], vec![32, 16]), (1, [36, 50, 35], vec![40, 56, 40])].into_iter().enumerate()
+        {
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = (0..channels * n).map(|i| (i as f32 * 0.37 + k as f32).sin()).collect();
+            let seg: Vec<i16> = (0..n).map(|i| ((i / 5 + k) % 4) as i16 - 1).collect();
+            let pc = PreprocessedCase { data, channels, shape, seg, properties: props(shape) };
+            let id = format!("case_{k}");
+            write_case(&dir, &id, &pc, &patch).unwrap();
+            assert_eq!(read_case(&dir, &id).unwrap(), pc, "{id}");
+            assert_eq!(stored_shape(&dir, &id).unwrap(), (channels, shape));
+            assert_eq!(properties_path(&dir, &id), dir.join(format!("{id}.pkl")));
+            let c = open_case(&dir, &id).unwrap();
+            assert!(matches!(c.data, CaseArray::B2nd(_)));
+            let b = c.seg.read_box_padded::<i16>([-1, 2, 3], [3, 4, 5], -7).unwrap();
+            assert_eq!(b[0], -7);
+            assert_eq!(b[20], pc.seg[2 * shape[2] + 3], "box element (0, 2, 3)");
+        }
+        assert_eq!(list_cases(&dir).unwrap(), ["case_0", "case_1", "case_2"]);
+        // nothing else is written: the folder is nnU-Net's (Python's infer_dataset_class sees .b2nd and .pkl only)
+        let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.retain(|n| !(n.ends_with(".b2nd") || n.ends_with(".pkl")));
+        assert!(names.is_empty(), "{names:?}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The pickle holds Python's types: int and tuple keys, numpy int64 arrays, tuples for shapes.
+    #[test]
+    fn properties_pickle_has_pythons_types() {
+        let p = props([6, 6, 6]);
+        let bytes = crate::pickle::to_bytes(&properties_to_python(&p));
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("numpy.core.multiarray\n_reconstruct") && text.contains("i8"));
+        let back: CaseProperties = serde_json::from_value(crate::pickle::from_bytes(&bytes).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
 }

@@ -14,15 +14,17 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     println!("| case (c, z, y, x) | crop | disk ms/patch | memory ms/patch | disk / memory | memory held: disk / memory MiB |");
     println!("|---|---|---|---|---|---|");
-    for (name, channels, shape, crop) in
-        [("hippocampus", 1usize, [36usize, 50, 35], [56usize, 78, 56]), ("ct", 1, [320, 512, 512], [180, 180, 180])]
+    for (name, channels, shape, crop, patch) in [
+        ("hippocampus", 1usize, [36usize, 50, 35], [56usize, 78, 56], [40usize, 56, 40]),
+        ("ct", 1, [320, 512, 512], [180, 180, 180], [128, 128, 128]),
+    ]
     {
         let voxels: usize = shape.iter().product();
         let data: Vec<f32> = (0..channels * voxels).map(|i| (i % 1013) as f32 * 0.01).collect();
         let seg: Vec<i16> = (0..voxels).map(|i| (i % 3) as i16).collect();
         let properties = nnunet_data::CaseProperties::uncropped(shape, [1.0; 3]);
         let pc = nnunet_data::PreprocessedCase { data, channels, shape, seg, properties };
-        nnunet_data::storage::write_case(&dir, name, &pc).expect("write case");
+        nnunet_data::storage::write_case(&dir, name, &pc, &patch).expect("write case");
         let ids = vec![name.to_string()];
         let disk = DiskSource::open(&dir, &ids, None).expect("open");
         let mut mem = InMemorySource::default();

@@ -77,7 +77,7 @@ impl DiskSource {
                 // held once, compactly, for the whole run: the properties' own copy is dropped
                 let class_locations = match stored.properties.class_locations.take() {
                     Some(l) => compact_locations(&l, stored.shape)
-                        .map_err(|e| format!("{}: {e}", nnunet_data::storage::case_paths(dir, id).2.display()))?,
+                        .map_err(|e| format!("{}: {e}", nnunet_data::storage::properties_path(dir, id).display()))?,
                     None => Vec::new(),
                 };
                 let meta = Arc::new(CaseMeta { shape: stored.shape, num_channels: stored.channels, class_locations });
@@ -136,7 +136,7 @@ mod tests {
             let properties = nnunet_data::CaseProperties::uncropped(shape, [1.0; 3]);
             let pc = nnunet_data::PreprocessedCase { data, channels: 2, shape, seg, properties };
             let id = format!("case_{k}");
-            nnunet_data::storage::write_case(dir, &id, &pc).unwrap();
+            nnunet_data::storage::write_case(dir, &id, &pc, &[4, 4, 4]).unwrap();
             ids.push(id);
         }
         ids
@@ -184,7 +184,7 @@ mod tests {
             let mut properties = nnunet_data::CaseProperties::uncropped(shape, [1.0; 3]);
             properties.class_locations = Some(locs);
             let pc = nnunet_data::PreprocessedCase { data: vec![0.0; n], channels: 1, shape, seg: vec![0; n], properties };
-            nnunet_data::storage::write_case(&dir, id, &pc).unwrap();
+            nnunet_data::storage::write_case(&dir, id, &pc, &[4, 4, 4]).unwrap();
         };
         write("good", L(vec![(K::Label(1), vec![[0, 3, 4, 5], [0, 0, 0, 0]]), (K::Region(vec![1, 2]), vec![]), (K::Label(2), vec![[0, 1, 2, 3]])]));
         let disk = DiskSource::open(&dir, &["good".into()], None).unwrap();

@@ -799,7 +799,8 @@ pub fn write_case(
         let zip = npz_bytes(&[("probabilities.npy", &npy)]).map_err(|e| format!("{case}.npz: {e}"))?;
         nnunet_schema::json::write_atomic(&output.join(format!("{case}.npz")), &zip).map_err(|e| e.to_string())?;
         let pv = serde_json::to_value(props).map_err(|e| e.to_string())?;
-        nnunet_schema::json::write_atomic(&output.join(format!("{case}.pkl")), &pickle_json(&pv)).map_err(|e| e.to_string())?;
+        let pickled = nnunet_data::pickle::to_bytes(&nnunet_data::storage::properties_to_python(props));
+        nnunet_schema::json::write_atomic(&output.join(format!("{case}.pkl")), &pickled).map_err(|e| e.to_string())?;
         nnunet_schema::json::write_json_atomic(&output.join(format!("{case}.json")), &pv).map_err(|e| e.to_string())?;
     }
     let seg: Vec<f32> = e.segmentation.iter().map(|&v| v as f32).collect();
@@ -822,56 +823,9 @@ pub fn zip_bytes(entries: &[(&str, &[u8])], stored_alignment: Option<usize>) -> 
     Ok(w.finish()?.into_inner())
 }
 
-/// A pickle (protocol 2) of a JSON value: objects → dict, arrays → list, numbers → int/float, strings, bools, None.
-/// What nnU-Net's `load_pickle` reads back as the properties dict.
+/// A pickle of a JSON value (objects → dicts with str keys, arrays → lists, numbers → int/float, strings, bools, None).
 pub fn pickle_json(v: &Value) -> Vec<u8> {
-    fn emit(v: &Value, out: &mut Vec<u8>) {
-        match v {
-            Value::Null => out.push(b'N'),
-            Value::Bool(b) => out.push(if *b { 0x88 } else { 0x89 }),
-            Value::Number(n) => {
-                if let Some(i) = n.as_i64().filter(|i| i32::try_from(*i).is_ok()) {
-                    out.push(b'J');
-                    out.extend_from_slice(&(i as i32).to_le_bytes());
-                } else if let Some(i) = n.as_i64() {
-                    out.push(0x8a);
-                    out.push(8);
-                    out.extend_from_slice(&i.to_le_bytes());
-                } else {
-                    out.push(b'G');
-                    out.extend_from_slice(&n.as_f64().unwrap_or(f64::NAN).to_be_bytes());
-                }
-            }
-            Value::String(s) => {
-                out.push(b'X');
-                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                out.extend_from_slice(s.as_bytes());
-            }
-            Value::Array(a) => {
-                out.push(b']');
-                if !a.is_empty() {
-                    out.push(b'(');
-                    a.iter().for_each(|x| emit(x, out));
-                    out.push(b'e');
-                }
-            }
-            Value::Object(m) => {
-                out.push(b'}');
-                if !m.is_empty() {
-                    out.push(b'(');
-                    for (k, x) in m {
-                        emit(&Value::String(k.clone()), out);
-                        emit(x, out);
-                    }
-                    out.push(b'u');
-                }
-            }
-        }
-    }
-    let mut out = vec![0x80, 2];
-    emit(v, &mut out);
-    out.push(b'.');
-    out
+    nnunet_data::pickle::to_bytes(&nnunet_data::pickle::PyValue::from_json(v))
 }
 
 #[cfg(test)]
@@ -1026,7 +980,7 @@ mod tests {
     fn pickle_of_json_has_the_protocol_frame() {
         let v = serde_json::json!({"spacing": [1.0, 2.5], "n": 3, "s": "x", "none": null, "empty": []});
         let p = pickle_json(&v);
-        assert_eq!(&p[..3], &[0x80, 2, b'}']);
+        assert_eq!(&p[..3], &[0x80, 3, b'}']);
         assert_eq!(*p.last().unwrap(), b'.');
     }
 

@@ -621,8 +621,8 @@ pub fn final_validation(
         .map_err(|e| input(format!("validation case {id}: {e}")))?;
         for (n, pre, dir) in &next {
             // the target shape is the next stage's preprocessed shape of this case
-            let target = match nnunet_data::storage::data_header(pre, id) {
-                Ok(h) if h.shape.len() == 4 => [h.shape[1], h.shape[2], h.shape[3]],
+            let target = match nnunet_data::storage::stored_shape(pre, id) {
+                Ok((_, shape)) => shape,
                 _ => {
                     events(TrainEvent::Message(format!(
                         "Predicting next stage {n} failed for case {id} because the preprocessed file is missing! Run the preprocessing \

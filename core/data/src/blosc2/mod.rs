@@ -25,6 +25,8 @@
 //! ZSTD files), BITSHUFFLE, DELTA and user filters, dictionaries, variable-length blocks, sparse frames, big-endian
 //! dtypes.
 
+pub mod write;
+
 use crate::error::{DataError, Result};
 use crate::npy::{FromNpy, NpyDtype, convert_into};
 use std::os::unix::fs::FileExt;
