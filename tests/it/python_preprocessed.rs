@@ -98,3 +98,37 @@ fn training_runs_on_python_preprocessed_data() {
         assert!(fold.join(format!("validation/hippocampus_{c}.nii.gz")).is_file(), "validation/hippocampus_{c}.nii.gz");
     }
 }
+
+/// The other direction: the folder our preprocessing writes is nnU-Net 2.8.1's own layout. It holds only `<case>.b2nd`,
+/// `<case>_seg.b2nd` and `<case>.pkl` (what Python's `infer_dataset_class` accepts), with the chunk and block shapes
+/// Python nnU-Net gives the same cases. With `NNUNET_PYTHON` naming a Python that has nnunetv2 installed,
+/// `scripts/python_reads_ours.py` also has Python nnU-Net load every case (data and segmentation bit for bit equal to
+/// its own preprocessing, properties equal with Python's types) and draw a batch with its `nnUNetDataLoader`.
+#[test]
+fn python_nnunet_reads_our_preprocessed_folder() {
+    let work = TempDir::new("nnunet-pyprep-ours");
+    let dirs = tiny_hippocampus(work.path());
+    let ours_dir = dirs.preprocessed.join("Dataset004_Hippocampus/nnUNetPlans_3d_fullres");
+    let theirs_dir = python_folder().join("nnUNetPlans_3d_fullres");
+    let stray: Vec<String> = std::fs::read_dir(&ours_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !(n.ends_with(".b2nd") || n.ends_with(".pkl")))
+        .collect();
+    assert!(stray.is_empty(), "files Python nnU-Net would not accept: {stray:?}");
+    for c in CASES {
+        for f in [format!("hippocampus_{c}.b2nd"), format!("hippocampus_{c}_seg.b2nd")] {
+            let (a, b) = (nnunet_data::blosc2::B2nd::open(&ours_dir.join(&f)).unwrap(), nnunet_data::blosc2::B2nd::open(&theirs_dir.join(&f)).unwrap());
+            assert_eq!((a.shape(), a.chunkshape(), a.blockshape(), a.dtype()), (b.shape(), b.chunkshape(), b.blockshape(), b.dtype()), "{f}");
+        }
+    }
+    let Some(python) = std::env::var_os("NNUNET_PYTHON") else {
+        eprintln!("NNUNET_PYTHON not set: Python nnU-Net's reader not run");
+        return;
+    };
+    let script = fixtures().join("scripts/python_reads_ours.py");
+    let out = std::process::Command::new(python).arg(&script).arg(&ours_dir).arg(&theirs_dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.trim_end().ends_with("OK"), "Python nnU-Net did not accept our folder");
+}

@@ -195,7 +195,7 @@ mod tests {
         for (id, bad) in [("outside", [0i64, 4, 0, 0]), ("negative", [0, 0, -1, 0]), ("channel", [1, 0, 0, 0])] {
             write(id, L(vec![(K::Label(1), vec![[0, 1, 1, 1], bad])]));
             let err = DiskSource::open(&dir, &[id.to_string()], None).err().unwrap();
-            assert!(err.contains(&format!("{id}.json")) && err.contains(&format!("{bad:?}")) && err.contains("class_locations[1]"), "{err}");
+            assert!(err.contains(&format!("{id}.pkl")) && err.contains(&format!("{bad:?}")) && err.contains("class_locations[1]"), "{err}");
         }
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -13,7 +13,7 @@
 //!   all-zero chunk only as a special value in the chunk index (as c-blosc2's frames store it).
 //!
 //! nnU-Net compresses with LZ4HC at level 5; LZ4HC output is LZ4's block format, so readers see no difference but
-//! the size (our greedy LZ4 is a little larger, and faster).
+//! the size (ours searches hash chains as LZ4HC does; see [`lz4_compress`]).
 
 use super::{CODEC_LZ4, EXT_HEADER, FILTER_NOFILTER, FILTER_SHUFFLE, FRAME_HEADER_MINLEN, SPECIAL_ZERO};
 use crate::npy::NpyDtype;
@@ -260,50 +260,98 @@ fn shuffle(ts: usize, src: &[u8], dst: &mut [u8]) {
     dst[n * ts..].copy_from_slice(&src[n * ts..]);
 }
 
-/// Append the LZ4 *block* encoding of `src` to `out` (greedy, 4-byte hash, 64 KiB window; the format's end rules:
-/// the last 5 bytes are literals, no match starts in the last 12).
+/// Candidates tried per position: a hash chain searched like LZ4HC's at its level 5 (nnU-Net's `clevel`), so the files
+/// come out about as small as nnU-Net's.
+const MAX_ATTEMPTS: usize = 16;
+
+/// Append the LZ4 *block* encoding of `src` to `out`. Matches are found through hash chains (the last
+/// [`MAX_ATTEMPTS`] earlier positions with the same 4-byte hash within the 64 KiB window; the longest wins, extended
+/// backwards over pending literals), as LZ4HC does. The format's end rules hold: the last 5 bytes are literals and no
+/// match starts in the last 12.
 pub fn lz4_compress(src: &[u8], out: &mut Vec<u8>) {
     const MIN_MATCH: usize = 4;
     const LAST_LITERALS: usize = 5;
     const MF_LIMIT: usize = 12;
-    const HASH_LOG: u32 = 14;
+    const HASH_LOG: u32 = 15;
+    const WINDOW: usize = 0xffff;
     let n = src.len();
     let read32 = |i: usize| u32::from_le_bytes([src[i], src[i + 1], src[i + 2], src[i + 3]]);
     let hash = |v: u32| (v.wrapping_mul(2_654_435_761) >> (32 - HASH_LOG)) as usize;
     let mut anchor = 0;
     if n > MF_LIMIT {
-        let mut table = vec![u32::MAX; 1 << HASH_LOG];
+        // head: the latest position per hash; chain[p % 64 Ki]: distance back to the previous one (0: none)
+        let mut head = vec![u32::MAX; 1 << HASH_LOG];
+        let mut chain = vec![0u16; WINDOW + 1];
         let limit = n - MF_LIMIT;
         let match_end_limit = n - LAST_LITERALS;
+        let mut inserted = 0;
+        // put the positions before `upto` into the chains
+        let mut insert = |upto: usize, head: &mut Vec<u32>, chain: &mut Vec<u16>| {
+            while inserted < upto {
+                let h = hash(read32(inserted));
+                let prev = head[h];
+                chain[inserted & WINDOW] = if prev != u32::MAX && inserted - prev as usize <= WINDOW { (inserted - prev as usize) as u16 } else { 0 };
+                head[h] = inserted as u32;
+                inserted += 1;
+            }
+        };
+        // the longest earlier match of position i: (length, position); length 0 when there is none
+        let find = |i: usize, head: &[u32], chain: &[u16]| -> (usize, usize) {
+            let v = read32(i);
+            let (mut best_len, mut best_pos) = (0, 0);
+            let mut cand = head[hash(v)];
+            for _ in 0..MAX_ATTEMPTS {
+                if cand == u32::MAX || i - cand as usize > WINDOW {
+                    break;
+                }
+                let c = cand as usize;
+                let probe = best_len.min(match_end_limit - i - 1);
+                if src[c + probe] == src[i + probe] && read32(c) == v {
+                    let mut len = MIN_MATCH;
+                    while i + len < match_end_limit && src[c + len] == src[i + len] {
+                        len += 1;
+                    }
+                    if len > best_len {
+                        (best_len, best_pos) = (len, c);
+                        if i + len >= match_end_limit {
+                            break;
+                        }
+                    }
+                }
+                match chain[c & WINDOW] {
+                    0 => break,
+                    d => cand = (c - d as usize) as u32,
+                }
+            }
+            (best_len, best_pos)
+        };
         let mut i = 0;
         while i < limit {
-            let v = read32(i);
-            let h = hash(v);
-            let cand = table[h];
-            table[h] = i as u32;
-            if cand != u32::MAX && i - cand as usize <= 0xffff && read32(cand as usize) == v {
-                let mut c = cand as usize;
-                let mut len = MIN_MATCH;
-                while i + len < match_end_limit && src[c + len] == src[i + len] {
-                    len += 1;
-                }
-                // extend backwards over literals that also match
-                let mut s = i;
-                while s > anchor && c > 0 && src[s - 1] == src[c - 1] {
-                    s -= 1;
-                    c -= 1;
-                    len += 1;
-                }
-                lz4_sequence(&src[anchor..s], Some((s - c, len)), out);
-                i = s + len;
-                anchor = i;
-                if i >= 2 && i - 2 < limit {
-                    table[hash(read32(i - 2))] = (i - 2) as u32;
-                }
-            } else {
-                // skip faster through data that does not match (LZ4's acceleration)
-                i += 1 + ((i - anchor) >> 6);
+            insert(i, &mut head, &mut chain);
+            let (mut len, mut pos) = find(i, &head, &chain);
+            if len < MIN_MATCH {
+                i += 1;
+                continue;
             }
+            // lazy evaluation: a longer match one byte later wins
+            while i + 1 < limit {
+                insert(i + 1, &mut head, &mut chain);
+                let (l2, p2) = find(i + 1, &head, &chain);
+                if l2 <= len {
+                    break;
+                }
+                (i, len, pos) = (i + 1, l2, p2);
+            }
+            // extend backwards over literals that also match
+            let (mut s, mut c) = (i, pos);
+            while s > anchor && c > 0 && src[s - 1] == src[c - 1] {
+                s -= 1;
+                c -= 1;
+                len += 1;
+            }
+            lz4_sequence(&src[anchor..s], Some((s - c, len)), out);
+            i = s + len;
+            anchor = i;
         }
     }
     lz4_sequence(&src[anchor..], None, out);
