@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side wall time of `nnUNetv2_plan_and_preprocess -d ID -np N -npfp N` (fingerprint + default planner +
 # preprocessing of every configuration) for this project and Python nnU-Net 2.8.1, on the fixtures' Dataset004
-# (220 cases) and Dataset201 (10 anisotropic CT cases). Outputs: plans compared byte for byte.
+# (220 cases) and Dataset201 (10 anisotropic CT cases). Outputs: plans compared byte for byte; the size of each
+# preprocessed configuration folder (both write nnU-Net's Blosc2 layout, ADR 0005).
 #
 #   NNUNET_PY=/path/to/venv  benches/plan_and_preprocess_vs_nnunet.sh [NP]
 set -euo pipefail
@@ -29,6 +30,11 @@ for id in 4 201; do
         echo "dataset $id  $tool: $t s"
     done
     d=$(ls "$work/raw" | grep "^Dataset$(printf %03d $id)_")
+    for tool in rust python; do
+        for cfg in "$work/$tool-$id/$d"/nnUNetPlans_*; do
+            echo "dataset $id  $tool: $(basename "$cfg") $(du -sb "$cfg" | cut -f1) bytes, $(ls "$cfg" | wc -l) files"
+        done
+    done
     cmp "$work/rust-$id/$d/nnUNetPlans.json" "$work/python-$id/$d/nnUNetPlans.json" && echo "dataset $id  plans: byte-identical"
     r=$(eval echo "\$t_python_$id / \$t_rust_$id"); echo "dataset $id  speed-up: $(echo "scale=1; $r" | bc)x"
 done

@@ -74,10 +74,7 @@ pub fn write_case(dir: &Path, case: &str, pc: &PreprocessedCase, patch_size: &[u
     let data: Vec<u8> = pc.data.iter().flat_map(|v| v.to_le_bytes()).collect();
     let seg: Vec<u8> = pc.seg.iter().flat_map(|v| v.to_le_bytes()).collect();
     for (path, bytes, dtype, channels) in [(&d, &data, NpyDtype::F32, pc.channels), (&s, &seg, NpyDtype::I16, 1)] {
-        let shape = [channels, a, b, c];
-        let (blocks, chunks) = comp_blosc2_params(shape, patch_size, dtype.size()).map_err(|e| DataError::format(path, e))?;
-        let filter = select_filter(bytes, dtype, &shape, &chunks, &blocks);
-        let frame = crate::blosc2::write::encode(bytes, dtype, &shape, &chunks, &blocks, filter).map_err(|e| DataError::format(path, e))?;
+        let frame = encode_like_nnunet(bytes, dtype, [channels, a, b, c], patch_size).map_err(|e| DataError::format(path, e))?;
         write_file_atomic(path, &frame)?;
     }
     write_file_atomic(&p, &crate::pickle::to_bytes(&properties_to_python(&pc.properties)))
@@ -140,27 +137,56 @@ pub fn comp_blosc2_params(image_size: [usize; 4], patch_size: &[usize], bytes_pe
     Ok((block, chunk))
 }
 
+/// One array as nnU-Net 2.8.1's `save_case` stores it: chunk and block shapes from [`comp_blosc2_params`], the filter
+/// nnU-Net's `_select_filter` would pick ([`select_filter`]). `bytes`: the array in C order, little-endian.
+pub fn encode_like_nnunet(bytes: &[u8], dtype: NpyDtype, shape: [usize; 4], patch_size: &[usize]) -> std::result::Result<Vec<u8>, String> {
+    use crate::blosc2::write::encode;
+    let (blocks, chunks) = comp_blosc2_params(shape, patch_size, dtype.size())?;
+    let trial = select_filter(bytes, dtype, &shape, &chunks, &blocks);
+    match trial.frame {
+        // the trial compressed exactly this array with exactly these shapes: its frame is the answer
+        Some(frame) => Ok(frame),
+        None => encode(bytes, dtype, &shape, &chunks, &blocks, trial.filter),
+    }
+}
+
+/// What [`select_filter`] decided, with the winning trial's frame when the trial slab was the whole array with the
+/// final chunk and block shapes (small cases: one chunk).
+pub struct FilterChoice {
+    pub filter: crate::blosc2::write::Filter,
+    pub frame: Option<Vec<u8>>,
+}
+
 /// nnU-Net 2.8.1's `nnUNetDatasetBlosc2._select_filter`: compress a centred slab of at most one chunk with NOFILTER
 /// and with SHUFFLE and keep the smaller (ties: NOFILTER). nnU-Net measures with LZ4HC, this with the LZ4 that
 /// [`crate::blosc2::write`] writes, so on a near tie the two may choose differently; the decoded arrays are the same.
-pub fn select_filter(bytes: &[u8], dtype: NpyDtype, shape: &[usize; 4], chunks: &[usize; 4], blocks: &[usize; 4]) -> crate::blosc2::write::Filter {
+pub fn select_filter(bytes: &[u8], dtype: NpyDtype, shape: &[usize; 4], chunks: &[usize; 4], blocks: &[usize; 4]) -> FilterChoice {
     use crate::blosc2::write::{Filter, encode};
     let ts = dtype.size();
     let slab: [usize; 4] = std::array::from_fn(|d| chunks[d].min(shape[d]));
     let lo: [usize; 4] = std::array::from_fn(|d| (shape[d] - slab[d]) / 2);
-    let mut part = Vec::with_capacity(slab.iter().product::<usize>() * ts);
-    let row = slab[3] * ts;
-    for c in 0..slab[0] {
-        for z in 0..slab[1] {
-            for y in 0..slab[2] {
-                let start = ((((lo[0] + c) * shape[1] + lo[1] + z) * shape[2] + lo[2] + y) * shape[3] + lo[3]) * ts;
-                part.extend_from_slice(&bytes[start..start + row]);
+    let whole = slab == *shape;
+    let part: std::borrow::Cow<[u8]> = if whole {
+        std::borrow::Cow::Borrowed(bytes)
+    } else {
+        let mut part = Vec::with_capacity(slab.iter().product::<usize>() * ts);
+        let row = slab[3] * ts;
+        for c in 0..slab[0] {
+            for z in 0..slab[1] {
+                for y in 0..slab[2] {
+                    let start = ((((lo[0] + c) * shape[1] + lo[1] + z) * shape[2] + lo[2] + y) * shape[3] + lo[3]) * ts;
+                    part.extend_from_slice(&bytes[start..start + row]);
+                }
             }
         }
-    }
+        std::borrow::Cow::Owned(part)
+    };
     let trial_blocks: [usize; 4] = std::array::from_fn(|d| blocks[d].min(slab[d]).max(1));
-    let size = |f: Filter| encode(&part, dtype, &slab, &slab, &trial_blocks, f).map(|b| b.len()).unwrap_or(usize::MAX);
-    if size(Filter::Shuffle) < size(Filter::NoFilter) { Filter::Shuffle } else { Filter::NoFilter }
+    let [none, shuffle] = [Filter::NoFilter, Filter::Shuffle].map(|f| encode(&part, dtype, &slab, &slab, &trial_blocks, f).ok());
+    let len = |f: &Option<Vec<u8>>| f.as_ref().map_or(usize::MAX, Vec::len);
+    let (filter, frame) = if len(&shuffle) < len(&none) { (Filter::Shuffle, shuffle) } else { (Filter::NoFilter, none) };
+    let reusable = whole && slab == *chunks && trial_blocks == *blocks;
+    FilterChoice { filter, frame: frame.filter(|_| reusable) }
 }
 
 /// The properties dict as Python nnU-Net pickles it: `sitk_stuff` with tuples, `nibabel_stuff` with numpy affines,
@@ -507,6 +533,21 @@ mod tests {
         names.retain(|n| !(n.ends_with(".b2nd") || n.ends_with(".pkl")));
         assert!(names.is_empty(), "{names:?}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The frame preprocessing writes equals a plain encode with the filter nnU-Net's rule picks, whether the filter
+    /// trial's frame is reused (one chunk covering the case) or not (several chunks).
+    #[test]
+    fn encode_like_nnunet_equals_encode_with_the_chosen_filter() {
+        for (shape, patch) in [([1usize, 12, 20, 16], [16usize, 16, 16]), ([1, 40, 44, 36], [8, 8, 8])] {
+            let n: usize = shape.iter().product();
+            let bytes: Vec<u8> = (0..n).flat_map(|i| (((i % 97) as f32 * 0.5).round() / 7.0).to_le_bytes()).collect();
+            let (blocks, chunks) = comp_blosc2_params(shape, &patch, 4).unwrap();
+            let choice = select_filter(&bytes, NpyDtype::F32, &shape, &chunks, &blocks);
+            assert_eq!(choice.frame.is_some(), chunks == shape, "{shape:?}: reuse only when one chunk is the case");
+            let want = crate::blosc2::write::encode(&bytes, NpyDtype::F32, &shape, &chunks, &blocks, choice.filter).unwrap();
+            assert_eq!(encode_like_nnunet(&bytes, NpyDtype::F32, shape, &patch).unwrap(), want, "{shape:?}");
+        }
     }
 
     /// The pickle holds Python's types: int and tuple keys, numpy int64 arrays, tuples for shapes.

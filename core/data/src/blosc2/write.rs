@@ -17,6 +17,7 @@
 
 use super::{CODEC_LZ4, EXT_HEADER, FILTER_NOFILTER, FILTER_SHUFFLE, FRAME_HEADER_MINLEN, SPECIAL_ZERO};
 use crate::npy::NpyDtype;
+use rayon::prelude::*;
 
 /// The filter applied to every block before it is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,22 +76,41 @@ pub fn encode(bytes: &[u8], dtype: NpyDtype, shape: &[usize], chunks: &[usize], 
     let total_chunks: usize = nchunks.iter().product();
     let geometry = Geometry { shape, chunks, blocks, ext: &ext, ts };
 
-    let mut data = Vec::new();
+    // chunks are gathered and compressed independently (in parallel); `None`: a chunk of zeros
+    let encoded: Vec<Option<Vec<u8>>> = (0..total_chunks)
+        .into_par_iter()
+        .map_init(
+            || (vec![0u8; chunk_nbytes], Vec::new()),
+            |(chunk, scratch), k| {
+                let mut ci = vec![0usize; nd];
+                let mut rest = k;
+                for d in (0..nd).rev() {
+                    ci[d] = rest % nchunks[d];
+                    rest /= nchunks[d];
+                }
+                geometry.gather(bytes, &ci, chunk);
+                if chunk.iter().all(|&b| b == 0) {
+                    return None;
+                }
+                let mut out = Vec::new();
+                encode_chunk(chunk, ts, block_nbytes, filter, scratch, &mut out);
+                Some(out)
+            },
+        )
+        .collect();
+    let mut data = Vec::with_capacity(encoded.iter().flatten().map(Vec::len).sum());
     let mut offsets = Vec::with_capacity(total_chunks);
-    let mut chunk = vec![0u8; chunk_nbytes];
-    let mut scratch = Vec::new();
-    let mut ci = vec![0usize; nd];
-    for _ in 0..total_chunks {
-        geometry.gather(bytes, &ci, &mut chunk);
-        if chunk.iter().all(|&b| b == 0) {
+    for e in &encoded {
+        match e {
             // a chunk of zeros is only a special value in the index, as c-blosc2's frames store it
-            offsets.push(((1u64 << 63) | ((SPECIAL_ZERO as u64) << 56)) as i64);
-        } else {
-            offsets.push(data.len() as i64);
-            encode_chunk(&chunk, ts, block_nbytes, filter, &mut scratch, &mut data);
+            None => offsets.push(((1u64 << 63) | ((SPECIAL_ZERO as u64) << 56)) as i64),
+            Some(c) => {
+                offsets.push(data.len() as i64);
+                data.extend_from_slice(c);
+            }
         }
-        next_index(&mut ci, &nchunks);
     }
+    drop(encoded);
 
     let meta = b2nd_meta(shape, chunks, blocks, dtype);
     let mut out = frame_header(&meta, FrameSizes {
@@ -264,6 +284,27 @@ fn shuffle(ts: usize, src: &[u8], dst: &mut [u8]) {
 /// come out about as small as nnU-Net's.
 const MAX_ATTEMPTS: usize = 16;
 
+/// A match this long ends the search (and the lazy look one byte further): longer ones gain almost nothing, and in
+/// long runs (background) every candidate would otherwise be extended over the whole run.
+const GOOD_ENOUGH: usize = 256;
+
+/// The number of leading bytes `a` and `b` share (up to the shorter length), compared eight at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut k = 0;
+    while k + 8 <= n {
+        let x = u64::from_le_bytes(a[k..k + 8].try_into().unwrap_or_default()) ^ u64::from_le_bytes(b[k..k + 8].try_into().unwrap_or_default());
+        if x != 0 {
+            return k + (x.trailing_zeros() / 8) as usize;
+        }
+        k += 8;
+    }
+    while k < n && a[k] == b[k] {
+        k += 1;
+    }
+    k
+}
+
 /// Append the LZ4 *block* encoding of `src` to `out`. Matches are found through hash chains (the last
 /// [`MAX_ATTEMPTS`] earlier positions with the same 4-byte hash within the 64 KiB window; the longest wins, extended
 /// backwards over pending literals), as LZ4HC does. The format's end rules hold: the last 5 bytes are literals and no
@@ -307,13 +348,10 @@ pub fn lz4_compress(src: &[u8], out: &mut Vec<u8>) {
                 let c = cand as usize;
                 let probe = best_len.min(match_end_limit - i - 1);
                 if src[c + probe] == src[i + probe] && read32(c) == v {
-                    let mut len = MIN_MATCH;
-                    while i + len < match_end_limit && src[c + len] == src[i + len] {
-                        len += 1;
-                    }
+                    let len = MIN_MATCH + common_prefix(&src[c + MIN_MATCH..], &src[i + MIN_MATCH..match_end_limit]);
                     if len > best_len {
                         (best_len, best_pos) = (len, c);
-                        if i + len >= match_end_limit {
+                        if len >= GOOD_ENOUGH || i + len >= match_end_limit {
                             break;
                         }
                     }
@@ -334,7 +372,7 @@ pub fn lz4_compress(src: &[u8], out: &mut Vec<u8>) {
                 continue;
             }
             // lazy evaluation: a longer match one byte later wins
-            while i + 1 < limit {
+            while len < GOOD_ENOUGH && i + 1 < limit {
                 insert(i + 1, &mut head, &mut chain);
                 let (l2, p2) = find(i + 1, &head, &chain);
                 if l2 <= len {
