@@ -91,7 +91,7 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
         plan::move_plans_between_datasets,
         "implemented (plans as nnU-Net 2.8.1 writes them: dataset name, plans name, data identifiers, reader/writer)",
     ),
-    ("preprocess", plan::preprocess, "implemented (arrays equal to nnU-Net 2.8.1's; storage format: ADR 0005)"),
+    ("preprocess", plan::preprocess, "implemented (arrays equal to nnU-Net 2.8.1's, written in its own `.b2nd` + `.pkl` layout: ADR 0005)"),
     ("ensemble", ensemble::ensemble, "implemented (averages the .npz probabilities; reads nnU-Net's and our .npz/.pkl)"),
     (
         "accumulate-crossval-results",
