@@ -137,7 +137,7 @@ fn cascade_trains_on_lowres_exports_and_predicts() {
         assert!(val.iter().zip(&seg).all(|(&a, &b)| a == b as f32), "{case}: next-stage export differs from the validation output");
     }
     assert!(lowres.join("fold_all/validation/summary.json").exists());
-    python_reads_export(&exports.join(format!("{}.npz", TRAIN[0])));
+    python_reads_export(&exports.join(format!("{}.b2nd", TRAIN[0])));
 
     // 3d_cascade_fullres on the exports: image + one-hot of the 2 foreground labels
     let r = train("3d_cascade_fullres");
@@ -218,14 +218,15 @@ fn cascade_trains_on_lowres_exports_and_predicts() {
 
 /// With nnU-Net's Python (`$NNUNET_PY`, else this project's development venv; skipped without one): numpy reads the
 /// export as nnU-Net's `nnUNetDatasetNumpy.load_case` does (`np.load(file)['seg']`, uint8, 3 axes).
-fn python_reads_export(npz: &Path) {
-    let venv = std::env::var_os("NNUNET_PY").map(PathBuf::from).unwrap_or_else(|| "/root/nnunet-py".into());
-    let py = venv.join("bin/python");
-    if !py.exists() {
-        eprintln!("skipped the Python check of {}: no nnU-Net Python", npz.display());
+fn python_reads_export(b2nd: &Path) {
+    let Some(py) = nnunet_tests::nnunet_python() else {
+        eprintln!("skipped the Python check of {}: no nnU-Net Python", b2nd.display());
         return;
-    }
-    let code = format!("import numpy as np; a = np.load({:?})['seg']; print(a.dtype, a.shape, int(a.max()))", npz.display().to_string());
+    };
+    let code = format!(
+        "import blosc2; a = blosc2.open({:?}, mode='r'); s = a[...]; print(s.dtype, s.shape, int(s.max()))",
+        b2nd.display().to_string()
+    );
     let o = std::process::Command::new(&py).args(["-c", &code]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);

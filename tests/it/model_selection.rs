@@ -283,9 +283,7 @@ fn run_and_compare(expected: &Path) {
 }
 
 fn python() -> Option<PathBuf> {
-    let venv = std::env::var_os("NNUNET_PY").map(PathBuf::from).unwrap_or_else(|| "/root/nnunet-py".into());
-    let py = venv.join("bin/python");
-    py.exists().then_some(py)
+    nnunet_tests::nnunet_python()
 }
 
 #[test]

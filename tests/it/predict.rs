@@ -117,11 +117,7 @@ fn predict_writes_segmentations_with_the_input_geometry() {
         assert_eq!(&npz[..4], b"PK\x03\x04");
     }
     // numpy and pickle read what was written (when nnU-Net's Python is installed)
-    // a Python with nnunetv2 2.8.1: $NNUNET_PY (a venv folder), else this project's development machines' venv
-    let venv = std::env::var_os("NNUNET_PY").map(std::path::PathBuf::from).unwrap_or_else(|| "/root/nnunet-py".into());
-    let py_path = venv.join("bin/python");
-    let py = py_path.as_path();
-    if py.exists() {
+    if let Some(py) = nnunet_tests::nnunet_python() {
         let script = format!(
             "import numpy as np, pickle, SimpleITK as sitk\n\
              for c in {CASES:?}:\n\

@@ -151,8 +151,7 @@ fn predict_with_python_model_folders_matches_python_nnunet() {
 /// which predicts what we predict (when nnU-Net's Python is installed: `$NNUNET_PY` or /root/nnunet-py).
 #[test]
 fn python_nnunet_predicts_with_checkpoints_written_here() {
-    let venv = std::env::var_os("NNUNET_PY").map(PathBuf::from).unwrap_or_else(|| "/root/nnunet-py".into());
-    let py = venv.join("bin/python");
+    let py = nnunet_tests::nnunet_python();
     let work = nnunet_tests::tempfile_like::TempDir::new("nnunet-pth-write");
     let cfg = "3d_tiny";
     let results = work.path().join("results/Dataset004_Hippocampus");
@@ -196,10 +195,10 @@ fn python_nnunet_predicts_with_checkpoints_written_here() {
         &[("nnUNet_results", results_root.as_path())],
     );
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    if !py.exists() {
-        eprintln!("skipped the Python side: no nnU-Net Python at {}", py.display());
+    let Some(py) = py else {
+        eprintln!("skipped the Python side: no nnU-Net Python (NNUNET_PY)");
         return;
-    }
+    };
     let check = fixtures().join("scripts/pth_check.py");
     let o = std::process::Command::new(&py)
         .args([check.to_str().unwrap(), model.to_str().unwrap(), i, o, "--tol", "2e-3", "--seg_tol", "30"])
@@ -336,8 +335,7 @@ fn python_momentum_buffers_load_into_our_optimizer() {
 fn python_nnunet_continues_with_optimizer_state_written_here() {
     use nnunet_core::OptimizerKind;
     use nnunet_engine::pth::{OptimizerGroup, ParamState, load_optimizer_state, optimizer_state, read_nnunet_checkpoint};
-    let venv = std::env::var_os("NNUNET_PY").map(PathBuf::from).unwrap_or_else(|| "/root/nnunet-py".into());
-    let py = venv.join("bin/python");
+    let py = nnunet_tests::nnunet_python();
     let work = nnunet_tests::tempfile_like::TempDir::new("nnunet-pth-optim");
     for (cfg, kind) in [("3d_tiny", OptimizerKind::Sgd), ("2d_tiny", OptimizerKind::Sgd), ("3d_tiny", OptimizerKind::AdamW)] {
         let dev = Device::default().autodiff();
@@ -367,13 +365,13 @@ fn python_nnunet_continues_with_optimizer_state_written_here() {
         let dataset_json: Value = nnunet_tests::read_json(&model_dir(cfg).join("dataset.json"));
         let group = OptimizerGroup::new(&trainer, 1e-3);
         nnunet_engine::pth::write_nnunet_checkpoint(&file, net.as_ref(), &meta, &group, Some(&optim), &plans, &dataset_json).unwrap();
-        if !py.exists() {
-            eprintln!("skipped the Python side: no nnU-Net Python at {}", py.display());
+        let Some(py) = &py else {
+            eprintln!("skipped the Python side: no nnU-Net Python (NNUNET_PY)");
             return;
-        }
+        };
         let out = work.path().join(format!("{cfg}_{kind:?}.json"));
         let script = fixtures().join("scripts/pth_optimizer_check.py");
-        let o = std::process::Command::new(&py).args([script.as_path(), file.as_path(), out.as_path()]).output().unwrap();
+        let o = std::process::Command::new(py).args([script.as_path(), file.as_path(), out.as_path()]).output().unwrap();
         let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         assert!(o.status.success(), "{cfg} {kind:?}: Python nnU-Net with our optimizer state:\n{text}");
         eprintln!("{}", text.lines().rfind(|l| l.contains("parameters with state")).unwrap_or_default());

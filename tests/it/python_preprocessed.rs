@@ -101,7 +101,7 @@ fn training_runs_on_python_preprocessed_data() {
 
 /// The other direction: the folder our preprocessing writes is nnU-Net 2.8.1's own layout. It holds only `<case>.b2nd`,
 /// `<case>_seg.b2nd` and `<case>.pkl` (what Python's `infer_dataset_class` accepts), with the chunk and block shapes
-/// Python nnU-Net gives the same cases. With `NNUNET_PYTHON` naming a Python that has nnunetv2 installed,
+/// Python nnU-Net gives the same cases. With nnU-Net's Python installed (`$NNUNET_PY`, else /root/nnunet-py),
 /// `scripts/python_reads_ours.py` also has Python nnU-Net load every case (data and segmentation bit for bit equal to
 /// its own preprocessing, properties equal with Python's types) and draw a batch with its `nnUNetDataLoader`.
 #[test]
@@ -122,8 +122,8 @@ fn python_nnunet_reads_our_preprocessed_folder() {
             assert_eq!((a.shape(), a.chunkshape(), a.blockshape(), a.dtype()), (b.shape(), b.chunkshape(), b.blockshape(), b.dtype()), "{f}");
         }
     }
-    let Some(python) = std::env::var_os("NNUNET_PYTHON") else {
-        eprintln!("NNUNET_PYTHON not set: Python nnU-Net's reader not run");
+    let Some(python) = nnunet_tests::nnunet_python() else {
+        eprintln!("no nnU-Net Python (NNUNET_PY): Python nnU-Net's reader not run");
         return;
     };
     let script = fixtures().join("scripts/python_reads_ours.py");

@@ -12,6 +12,15 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
+/// The Python interpreter of an environment with nnU-Net 2.8.1 installed (`$NNUNET_PY`, a venv folder, else this
+/// project's development venv `/root/nnunet-py`), when there is one: the tests that check our files with Python
+/// nnU-Net itself run their Python half only then.
+pub fn nnunet_python() -> Option<PathBuf> {
+    let venv = std::env::var_os("NNUNET_PY").map(PathBuf::from).unwrap_or_else(|| "/root/nnunet-py".into());
+    let py = venv.join("bin/python");
+    py.exists().then_some(py)
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()

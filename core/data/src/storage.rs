@@ -466,11 +466,14 @@ mod tests {
     use super::*;
     use crate::class_locations::{ClassKey, ClassLocations};
 
+    /// (image size, patch size, bytes per voxel, blocks, chunks)
+    type Blosc2ParamsCase = ([usize; 4], &'static [usize], usize, [usize; 4], [usize; 4]);
+
     /// `comp_blosc2_params` of nnU-Net 2.8.1 (printed by Python for these arguments).
     #[test]
     fn blosc2_params_equal_nnunets() {
         #[rustfmt::skip]
-        let cases: [([usize; 4], &[usize], usize, [usize; 4], [usize; 4]); 11] = [
+        let cases: [Blosc2ParamsCase; 11] = [
             ([1, 36, 50, 35], &[40, 56, 40], 4, [1, 32, 32, 32], [1, 36, 50, 35]),
             ([1, 36, 50, 35], &[40, 56, 40], 2, [1, 36, 50, 35], [1, 36, 50, 35]),
             ([2, 70, 90, 80], &[32, 32, 32], 4, [1, 32, 32, 32], [1, 48, 48, 48]),

@@ -1,6 +1,6 @@
 //! `blosc2::write::encode` writes frames that decode to the array they were given: read back by this crate's reader
-//! (always), and by python-blosc2 itself when `NNUNET_PYTHON` names a Python with `blosc2` and `numpy` installed (e.g.
-//! the interpreter of a `pip install nnunetv2` environment).
+//! (always), and by python-blosc2 itself when nnU-Net's Python environment is there (`$NNUNET_PY`, a venv folder with
+//! `pip install nnunetv2`, else /root/nnunet-py, as in the integration tests).
 
 use nnunet_data::blosc2::B2nd;
 use nnunet_data::blosc2::write::{Filter, encode};
@@ -182,10 +182,12 @@ fn decode_le(bytes: &[u8], dtype: NpyDtype) -> Vec<f64> {
 /// python-blosc2 opens every frame and finds numpy's array (the bytes written next to it as `.npy`).
 #[test]
 fn python_blosc2_reads_written_frames() {
-    let Some(python) = std::env::var_os("NNUNET_PYTHON") else {
-        eprintln!("NNUNET_PYTHON not set: python-blosc2's reader not run");
+    let venv = std::env::var_os("NNUNET_PY").map(PathBuf::from).unwrap_or_else(|| "/root/nnunet-py".into());
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        eprintln!("no nnU-Net Python (NNUNET_PY): python-blosc2's reader not run");
         return;
-    };
+    }
     let dir = tmp_dir("py");
     let mut names = Vec::new();
     for c in cases() {

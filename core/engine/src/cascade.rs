@@ -2,15 +2,18 @@
 //!
 //! * the final validation of a configuration with `next_stage` resamples each validation case's logits to the next
 //!   stage's preprocessed shape, takes the segmentation and stores it as
-//!   `<output_folder_base>/predicted_next_stage/<next_stage>/<case>.npz` (nnU-Net's `resample_and_save` with the
-//!   `nnUNetDatasetNumpy` container: `np.savez_compressed(file, seg=seg)`, `uint8` (`uint16` from 255 foreground
-//!   labels on), shape `(d0, d1, d2)` in preprocessed axes);
+//!   `<output_folder_base>/predicted_next_stage/<next_stage>/<case>.b2nd` (nnU-Net 2.8.1's `resample_and_save` for the
+//!   Blosc2 dataset class, the one of the folders our preprocessing writes: `nnUNetDatasetBlosc2.save_seg`, `uint8`
+//!   (`uint16` from 255 foreground labels on), shape `(d0, d1, d2)` in preprocessed axes, chunks and blocks from
+//!   `comp_blosc2_params((1, *shape), patch_size)`);
 //! * a configuration with `previous_stage` reads them back from
 //!   `<results>/<Dataset>/<Trainer>__<Plans>__<previous_stage>/predicted_next_stage/<configuration>/`
-//!   (`folder_with_segs_from_previous_stage`; `<case>.npy` first, then `<case>.npz`, like `nnUNetDatasetNumpy`) and
-//!   appends their one-hot encoding to the input (`convert_labelmap_to_one_hot` with the foreground labels).
+//!   (`folder_with_segs_from_previous_stage`: `<case>.b2nd` as `nnUNetDatasetBlosc2` reads it, including Python
+//!   nnU-Net's ZSTD files; the `<case>.npy` / `<case>.npz` of `nnUNetDatasetNumpy` and of earlier versions of this
+//!   framework too) and appends their one-hot encoding to the input (`convert_labelmap_to_one_hot` with the foreground
+//!   labels).
 
-use crate::inference::{npz_bytes, segmentation_from_logits};
+use crate::inference::segmentation_from_logits;
 use nnunet_augment::tensor::round_f64_to_f16;
 use nnunet_data::resample::{ResampleOptions, resample_data_or_seg_to_shape_as};
 use nnunet_schema::LabelManager;
@@ -28,10 +31,6 @@ pub enum CascadeError {
          stage, trained with the same trainer and plans (their exports go to predicted_next_stage/)"
     )]
     Missing { path: PathBuf },
-    #[error(
-        "{path}: only a Blosc2 file (Python nnU-Net's container) is there; this implementation reads .npy/.npz. Re-run the final validation of the previous stage here (nnUNetv2_train … --val)"
-    )]
-    Blosc2 { path: PathBuf },
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
     #[error("{path}: {message}")]
@@ -111,29 +110,19 @@ fn parse_npy_labels(bytes: &[u8], path: &Path) -> Result<(Vec<i16>, Vec<usize>),
     Ok((out, shape))
 }
 
-/// `.npy` bytes of a label array as `numpy.save` writes them (the header of [`nnunet_data::npy::header_bytes`] with the
-/// unsigned dtype, which has the same length as the signed one).
-fn npy_labels_bytes(seg: &[u16], shape: [usize; 3], wide: bool) -> Vec<u8> {
-    use nnunet_data::npy::{NpyDtype, header_bytes};
-    let (signed, unsigned) = if wide { (NpyDtype::I16, "<u2") } else { (NpyDtype::I8, "|u1") };
-    let mut out = header_bytes(signed, &shape);
-    let at = out.windows(3).position(|w| w == signed.descr().as_bytes()).expect("the header names its dtype");
-    out[at..at + 3].copy_from_slice(unsigned.as_bytes());
-    if wide {
-        seg.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-    } else {
-        out.extend(seg.iter().map(|&v| v as u8));
-    }
-    out
-}
-
-/// The previous stage's segmentation of `case` in `folder` (`nnUNetDatasetNumpy.load_case`: `<case>.npy`, else
-/// `<case>.npz['seg']`), with its shape (`(d0, d1, d2)`; a leading axis of size 1 is dropped).
+/// The previous stage's segmentation of `case` in `folder`: `<case>.b2nd` (`nnUNetDatasetBlosc2.load_case`), else
+/// `<case>.npy`, else `<case>.npz['seg']` (`nnUNetDatasetNumpy`), with its shape (`(d0, d1, d2)`; a leading axis of
+/// size 1 is dropped).
 pub fn read_previous_stage_segmentation(folder: &Path, case: &str) -> Result<(Vec<i16>, [usize; 3]), CascadeError> {
+    let b2nd = folder.join(format!("{case}.b2nd"));
     let npy = folder.join(format!("{case}.npy"));
     let npz = folder.join(format!("{case}.npz"));
     let io = |p: &Path, e: std::io::Error| CascadeError::Io { path: p.to_path_buf(), message: e.to_string() };
-    let (path, (seg, shape)) = if npy.is_file() {
+    let (path, (seg, shape)) = if b2nd.is_file() {
+        let a = nnunet_data::blosc2::B2nd::open(&b2nd).map_err(|e| format_err(&b2nd, e.to_string()))?;
+        let seg = a.read_all::<i16>().map_err(|e| format_err(&b2nd, e.to_string()))?;
+        (b2nd.clone(), (seg, a.shape().to_vec()))
+    } else if npy.is_file() {
         let bytes = std::fs::read(&npy).map_err(|e| io(&npy, e))?;
         (npy.clone(), parse_npy_labels(&bytes, &npy)?)
     } else if npz.is_file() {
@@ -144,10 +133,8 @@ pub fn read_previous_stage_segmentation(folder: &Path, case: &str) -> Result<(Ve
             .or_else(|| entries.remove("seg"))
             .ok_or_else(|| format_err(&npz, format!("no array 'seg' (entries: {:?})", entries.keys().collect::<Vec<_>>())))?;
         (npz.clone(), parse_npy_labels(&arr, &npz)?)
-    } else if folder.join(format!("{case}.b2nd")).is_file() {
-        return Err(CascadeError::Blosc2 { path: folder.join(format!("{case}.b2nd")) });
     } else {
-        return Err(CascadeError::Missing { path: npz });
+        return Err(CascadeError::Missing { path: b2nd });
     };
     let dims: Vec<usize> = if shape.len() == 4 && shape[0] == 1 { shape[1..].to_vec() } else { shape.clone() };
     if dims.len() != 3 {
@@ -156,19 +143,38 @@ pub fn read_previous_stage_segmentation(folder: &Path, case: &str) -> Result<(Ve
     Ok((seg, [dims[0], dims[1], dims[2]]))
 }
 
-/// Writes `<folder>/<case>.npz` with the array `seg` (`np.savez_compressed(file, seg=seg)`): `uint8` when there are
-/// fewer than 255 foreground labels, else `uint16`. Atomic (temp file + rename).
+/// Writes `<folder>/<case>.b2nd` as nnU-Net 2.8.1's `resample_and_save` does for the Blosc2 dataset class: `uint8` when
+/// there are fewer than 255 foreground labels, else `uint16`, shape `(d0, d1, d2)`, chunks and blocks
+/// `comp_blosc2_params((1, *shape), patch_size, bytes per voxel)[1:]` with `patch_size` this configuration's, SHUFFLE
+/// (python-blosc2's default filter). Atomic (temp file + rename); an older `<case>.npz` / `<case>.npy` export of the
+/// case is removed, so the folder holds one export per case.
 pub fn write_next_stage_segmentation(
     folder: &Path,
     case: &str,
     seg: &[u16],
     shape: [usize; 3],
     num_foreground_labels: usize,
+    patch_size: &[usize],
 ) -> Result<PathBuf, CascadeError> {
-    let path = folder.join(format!("{case}.npz"));
-    let npy = npy_labels_bytes(seg, shape, num_foreground_labels >= 255);
-    let zip = npz_bytes(&[("seg.npy", &npy)]).map_err(|e| CascadeError::Io { path: path.clone(), message: e.to_string() })?;
-    nnunet_schema::json::write_atomic(&path, &zip).map_err(|e| CascadeError::Io { path: path.clone(), message: e.to_string() })?;
+    use nnunet_data::blosc2::write::{Filter, encode};
+    use nnunet_data::npy::NpyDtype;
+    let path = folder.join(format!("{case}.b2nd"));
+    let wide = num_foreground_labels >= 255;
+    let (dtype, bytes): (NpyDtype, Vec<u8>) = if wide {
+        (NpyDtype::U16, seg.iter().flat_map(|v| v.to_le_bytes()).collect())
+    } else {
+        (NpyDtype::U8, seg.iter().map(|&v| v as u8).collect())
+    };
+    let (blocks, chunks) =
+        nnunet_data::storage::comp_blosc2_params([1, shape[0], shape[1], shape[2]], patch_size, dtype.size()).map_err(|e| format_err(&path, e))?;
+    let frame = encode(&bytes, dtype, &shape, &chunks[1..], &blocks[1..], Filter::Shuffle).map_err(|e| format_err(&path, e))?;
+    nnunet_schema::json::write_atomic(&path, &frame).map_err(|e| CascadeError::Io { path: path.clone(), message: e.to_string() })?;
+    for stale in [format!("{case}.npz"), format!("{case}.npy")] {
+        let p = folder.join(stale);
+        if p.is_file() {
+            std::fs::remove_file(&p).map_err(|e| CascadeError::Io { path: p.clone(), message: e.to_string() })?;
+        }
+    }
     Ok(path)
 }
 
@@ -229,40 +235,52 @@ mod tests {
     }
 
     #[test]
-    fn exports_read_back_and_npy_is_preferred() {
+    fn exports_read_back_and_b2nd_is_preferred() {
         let d = tmp("rw");
-        let seg: Vec<u16> = (0..2 * 3 * 4).map(|i| (i % 3) as u16).collect();
-        let p = write_next_stage_segmentation(&d, "case_1", &seg, [2, 3, 4], 2).unwrap();
-        assert_eq!(p, d.join("case_1.npz"));
+        let seg: Vec<u16> = (0..5 * 6 * 7).map(|i| (i % 3) as u16).collect();
+        let p = write_next_stage_segmentation(&d, "case_1", &seg, [5, 6, 7], 2, &[4, 4, 4]).unwrap();
+        assert_eq!(p, d.join("case_1.b2nd"));
+        let a = nnunet_data::blosc2::B2nd::open(&p).unwrap();
+        // nnU-Net's save_seg: uint8, 3 axes, comp_blosc2_params((1, *shape), patch, 1)[1:]
+        assert_eq!((a.dtype(), a.shape(), a.chunkshape(), a.blockshape()), (nnunet_data::npy::NpyDtype::U8, &[5, 6, 7][..], &[5, 6, 6][..], &[4, 4, 4][..]));
         let (back, shape) = read_previous_stage_segmentation(&d, "case_1").unwrap();
-        assert_eq!(shape, [2, 3, 4]);
+        assert_eq!(shape, [5, 6, 7]);
         assert_eq!(back, seg.iter().map(|&v| v as i16).collect::<Vec<_>>());
         // uint16 for many labels
-        write_next_stage_segmentation(&d, "wide", &[300, 2], [1, 1, 2], 300).unwrap();
+        write_next_stage_segmentation(&d, "wide", &[300, 2], [1, 1, 2], 300, &[4, 4, 4]).unwrap();
+        assert_eq!(nnunet_data::blosc2::B2nd::open(&d.join("wide.b2nd")).unwrap().dtype(), nnunet_data::npy::NpyDtype::U16);
         assert_eq!(read_previous_stage_segmentation(&d, "wide").unwrap().0, vec![300, 2]);
-        // an unpacked .npy wins (nnUNetDatasetNumpy); a (1, d0, d1, d2) array is accepted
-        std::fs::write(d.join("case_1.npy"), nnunet_data::npy::to_bytes_i16(&[7; 24], &[1, 2, 3, 4])).unwrap();
-        assert_eq!(read_previous_stage_segmentation(&d, "case_1").unwrap(), (vec![7; 24], [2, 3, 4]));
-        // missing and Blosc2-only cases are reported with their path
+        // nnUNetDatasetNumpy's files (and earlier versions' exports) are read: .npy before .npz, (1, d0, d1, d2) accepted
+        let npy = |v: &[u8], shape: &[usize]| {
+            let mut b = nnunet_data::npy::header_bytes(nnunet_data::npy::NpyDtype::U8, shape);
+            b.extend_from_slice(v);
+            b
+        };
+        let npz = crate::inference::npz_bytes(&[("seg.npy", &npy(&[1, 2, 0, 1], &[1, 2, 2]))]).unwrap();
+        std::fs::write(d.join("old.npz"), npz).unwrap();
+        assert_eq!(read_previous_stage_segmentation(&d, "old").unwrap(), (vec![1, 2, 0, 1], [1, 2, 2]));
+        std::fs::write(d.join("old.npy"), npy(&[7; 4], &[1, 1, 2, 2])).unwrap();
+        assert_eq!(read_previous_stage_segmentation(&d, "old").unwrap(), (vec![7; 4], [1, 2, 2]));
+        // a new export replaces them
+        write_next_stage_segmentation(&d, "old", &[0, 1, 1, 0], [1, 2, 2], 2, &[4, 4, 4]).unwrap();
+        assert!(!d.join("old.npz").exists() && !d.join("old.npy").exists());
+        assert_eq!(read_previous_stage_segmentation(&d, "old").unwrap(), (vec![0, 1, 1, 0], [1, 2, 2]));
+        // missing cases are reported with their path
         let e = read_previous_stage_segmentation(&d, "nope").unwrap_err().to_string();
-        assert!(e.contains("nope.npz") && e.contains("not found"), "{e}");
-        std::fs::write(d.join("py.b2nd"), b"b2").unwrap();
-        assert!(matches!(read_previous_stage_segmentation(&d, "py"), Err(CascadeError::Blosc2 { .. })));
+        assert!(e.contains("nope.b2nd") && e.contains("not found"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    /// Python nnU-Net's own export (`save_seg`: ZSTD + SHUFFLE, uint8; fixture of nnunet-data's Blosc2 tests) is read.
     #[test]
-    fn npy_bytes_are_numpys() {
-        // numpy.save(np.array([[[1, 2]]], np.uint8)) and the uint16 equivalent, as Python 3 / numpy 2 write them
-        let head = |d: &str| format!("{{'descr': '{d}', 'fortran_order': False, 'shape': (1, 1, 2), }}{}\n", " ".repeat(55));
-        let b = npy_labels_bytes(&[1, 2], [1, 1, 2], false);
-        let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
-        assert_eq!((&b[..8], (10 + hlen) % 64), (&b"\x93NUMPY\x01\x00"[..], 0));
-        assert_eq!(std::str::from_utf8(&b[10..10 + hlen]).unwrap(), head("|u1"));
-        assert_eq!(&b[10 + hlen..], &[1, 2]);
-        let b = npy_labels_bytes(&[1, 300], [1, 1, 2], true);
-        assert_eq!(std::str::from_utf8(&b[10..10 + hlen]).unwrap(), head("<u2"));
-        assert_eq!(&b[10 + hlen..], &[1, 0, 44, 1]);
+    fn python_nnunet_exports_are_read() {
+        let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/blosc2");
+        let d = tmp("py");
+        std::fs::copy(fx.join("save_seg_u8.b2nd"), d.join("case_7.b2nd")).unwrap();
+        let (want, shape) = nnunet_data::npy::read::<i16>(&fx.join("save_seg_u8.npy")).unwrap();
+        let (seg, s) = read_previous_stage_segmentation(&d, "case_7").unwrap();
+        assert_eq!((seg, s.to_vec()), (want, shape));
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

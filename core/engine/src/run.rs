@@ -564,7 +564,7 @@ fn write_pth(
 /// final checkpoint (sliding window, step 0.5, Gaussian, mirroring as the trainer allows; a cascade stage appends the
 /// one-hot previous-stage segmentation), export them to `fold_X/validation/<case><ending>` and evaluate against
 /// `gt_segmentations` into `validation/summary.json`. A configuration with `next_stage` also exports each case's
-/// segmentation resampled to the next stage's preprocessed shape into `predicted_next_stage/<next_stage>/<case>.npz`
+/// segmentation resampled to the next stage's preprocessed shape into `predicted_next_stage/<next_stage>/<case>.b2nd`
 /// (see [`crate::cascade`]).
 pub fn final_validation(
     req: &TrainRequest,
@@ -647,7 +647,8 @@ pub fn final_validation(
                 &ex.resampling,
                 &ex.label_manager,
             );
-            crate::cascade::write_next_stage_segmentation(dir, id, &seg, target, foreground.len()).map_err(|e| input(e.to_string()))?;
+            crate::cascade::write_next_stage_segmentation(dir, id, &seg, target, foreground.len(), &st.patch)
+                .map_err(|e| input(e.to_string()))?;
         }
         events(TrainEvent::Message(format!("validation: predicted {id} ({}/{})", i + 1, val_ids.len())));
     }

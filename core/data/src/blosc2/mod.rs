@@ -16,14 +16,13 @@
 //!
 //! # Supported
 //!
-//! Codecs LZ4 / LZ4HC (own LZ4 block decoder), BloscLZ (own decoder; the chunk index uses it) and zlib (`flate2`);
-//! filters SHUFFLE (also with a byte count in `filters_meta`), NOFILTER and TRUNC_PREC (nothing to undo); split and
-//! unsplit blocks, zero / repeated-byte streams, memcpyed chunks, special-value chunks (zeros, NaN, a repeated value,
-//! uninitialized — read as zeros) in the chunk header or in the chunk index; dtypes `|b1 |i1 |u1 <i2 <u2 <i4 <u4 <i8
-//! <u8 <f4 <f8`. Refused with [`DataError::Unsupported`] naming the feature: ZSTD and user-defined codecs (python-blosc2's
-//! default codec is ZSTD, so e.g. nnU-Net's `save_seg`, used for the cascade's previous-stage segmentations, writes
-//! ZSTD files), BITSHUFFLE, DELTA and user filters, dictionaries, variable-length blocks, sparse frames, big-endian
-//! dtypes.
+//! Codecs LZ4 / LZ4HC (own LZ4 block decoder), BloscLZ (own decoder; the chunk index uses it), zlib (`flate2`) and ZSTD
+//! (the `zstd` crate: python-blosc2's default codec, e.g. nnU-Net's `save_seg` for the cascade's previous-stage
+//! segmentations); filters SHUFFLE (also with a byte count in `filters_meta`), NOFILTER and TRUNC_PREC (nothing to
+//! undo); split and unsplit blocks, zero / repeated-byte streams, memcpyed chunks, special-value chunks (zeros, NaN, a
+//! repeated value, uninitialized — read as zeros) in the chunk header or in the chunk index; dtypes `|b1 |i1 |u1 <i2
+//! <u2 <i4 <u4 <i8 <u8 <f4 <f8`. Refused with [`DataError::Unsupported`] naming the feature: user-defined codecs,
+//! BITSHUFFLE, DELTA and user filters, dictionaries, variable-length blocks, sparse frames, big-endian dtypes.
 
 pub mod write;
 
@@ -237,6 +236,15 @@ fn zlib_decompress(src: &[u8], dst: &mut [u8]) -> std::result::Result<(), String
     }
 }
 
+/// Decode one ZSTD frame (what c-blosc2's `zstd_wrap_decompress` reads) into exactly `dst.len()` bytes.
+fn zstd_decompress(src: &[u8], dst: &mut [u8]) -> std::result::Result<(), String> {
+    match zstd::bulk::decompress_to_buffer(src, dst) {
+        Ok(n) if n == dst.len() => Ok(()),
+        Ok(n) => Err(format!("zstd: stream decodes to {n} bytes, expected {}", dst.len())),
+        Err(e) => Err(format!("zstd: {e}")),
+    }
+}
+
 /// Undo blosc's byte shuffle of `src` (typesize `ts`) into `dst` (same length); trailing bytes are copied.
 fn unshuffle(ts: usize, src: &[u8], dst: &mut [u8]) {
     match ts {
@@ -386,8 +394,7 @@ impl ChunkHeader {
         }
         if h.special == 0 && !h.memcpyed {
             match h.codec {
-                CODEC_BLOSCLZ | CODEC_LZ4 | CODEC_ZLIB => {}
-                CODEC_ZSTD => return unsupported("ZSTD codec (only LZ4/LZ4HC, BloscLZ and zlib are implemented)"),
+                CODEC_BLOSCLZ | CODEC_LZ4 | CODEC_ZLIB | CODEC_ZSTD => {}
                 c => return unsupported(format!("codec {c}")),
             }
             for &f in &h.filters {
@@ -516,6 +523,7 @@ fn decode_block(src: &[u8], h: &ChunkHeader, j: usize, dst: &mut [u8], scratch: 
                     CODEC_LZ4 => lz4_decompress(data, stream),
                     CODEC_BLOSCLZ => blosclz_decompress(data, stream),
                     CODEC_ZLIB => zlib_decompress(data, stream),
+                    CODEC_ZSTD => zstd_decompress(data, stream),
                     c => return unsupported(format!("codec {c}")),
                 }
                 .map_err(|e| Bad::Format(format!("block {j}: {e}")))?;
