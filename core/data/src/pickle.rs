@@ -779,6 +779,14 @@ pub enum PyValue {
     Int64Array { shape: Vec<usize>, data: Vec<i64> },
     /// A C-order numpy `float64` array.
     Float64Array { shape: Vec<usize>, data: Vec<f64> },
+    /// `collections.OrderedDict` with these items.
+    OrderedDict(Vec<(PyValue, PyValue)>),
+    /// A module attribute itself (`GLOBAL`), e.g. `torch.FloatStorage`.
+    Global { module: String, name: String },
+    /// `module.name(*args)` (`GLOBAL`, the arguments' tuple, `REDUCE`), e.g. `torch.device('cuda')`.
+    Call { module: String, name: String, args: Vec<PyValue> },
+    /// A persistent id (`BINPERSID`): what `torch.save` refers to its storages with.
+    PersistentId(Box<PyValue>),
 }
 
 impl PyValue {
@@ -797,6 +805,21 @@ impl PyValue {
         }
     }
 
+    /// A dict with str keys.
+    pub fn str_dict(items: Vec<(String, PyValue)>) -> PyValue {
+        PyValue::Dict(items.into_iter().map(|(k, v)| (PyValue::Str(k), v)).collect())
+    }
+
+    /// `module.name(*args)`.
+    pub fn call(module: &str, name: &str, args: Vec<PyValue>) -> PyValue {
+        PyValue::Call { module: module.to_string(), name: name.to_string(), args }
+    }
+
+    /// A list of floats.
+    pub fn float_list(v: &[f64]) -> PyValue {
+        PyValue::List(v.iter().map(|&x| PyValue::Float(x)).collect())
+    }
+
     /// A tuple of floats.
     pub fn float_tuple(v: &[f64]) -> PyValue {
         PyValue::Tuple(v.iter().map(|&x| PyValue::Float(x)).collect())
@@ -809,7 +832,8 @@ impl PyValue {
 }
 
 /// Pickle `v` (protocol 3, readable by every Python 3). numpy arrays are written as numpy's own `__reduce__` does
-/// (`numpy.core.multiarray._reconstruct` + `BUILD`), which numpy 1.x and 2.x both load.
+/// (`numpy.core.multiarray._reconstruct` + `BUILD`), which numpy 1.x and 2.x both load. Nothing is memoized: a value
+/// that occurs twice is written twice.
 pub fn to_bytes(v: &PyValue) -> Vec<u8> {
     let mut out = vec![0x80, 3];
     emit(v, &mut out);
@@ -824,6 +848,23 @@ fn emit_int(i: i64, out: &mut Vec<u8>) {
     } else {
         out.extend_from_slice(&[0x8a, 8]); // LONG1, 8 bytes two's complement
         out.extend_from_slice(&i.to_le_bytes());
+    }
+}
+
+fn emit_global(module: &str, name: &str, out: &mut Vec<u8>) {
+    out.push(b'c');
+    out.extend_from_slice(format!("{module}\n{name}\n").as_bytes());
+}
+
+/// `MARK key value … SETITEMS` (nothing for no items), after an empty dict on the stack.
+fn emit_items(items: &[(PyValue, PyValue)], out: &mut Vec<u8>) {
+    if !items.is_empty() {
+        out.push(b'(');
+        for (k, x) in items {
+            emit(k, out);
+            emit(x, out);
+        }
+        out.push(b'u');
     }
 }
 
@@ -842,14 +883,15 @@ fn emit_seq(items: &[PyValue], close: u8, out: &mut Vec<u8>) {
 
 /// `_reconstruct(ndarray, (0,), b'b')` then `BUILD (1, shape, dtype(descr), False, raw bytes)`.
 fn emit_array(shape: &[usize], descr: &str, raw: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n");
+    emit_global("numpy.core.multiarray", "_reconstruct", out);
+    emit_global("numpy", "ndarray", out);
     emit_int(0, out);
     out.extend_from_slice(&[0x85, b'C', 1, b'b', 0x87, b'R', b'(']);
     emit_int(1, out);
     out.push(b'(');
     shape.iter().for_each(|&d| emit_int(d as i64, out));
     out.push(b't');
-    out.extend_from_slice(b"cnumpy\ndtype\n");
+    emit_global("numpy", "dtype", out);
     emit_str(descr, out);
     out.extend_from_slice(&[0x89, 0x88, 0x87, b'R', b'(']);
     emit_int(3, out);
@@ -886,14 +928,26 @@ fn emit(v: &PyValue, out: &mut Vec<u8>) {
         PyValue::Tuple(a) => emit_seq(a, b't', out),
         PyValue::Dict(m) => {
             out.push(b'}');
-            if !m.is_empty() {
-                out.push(b'(');
-                for (k, x) in m {
-                    emit(k, out);
-                    emit(x, out);
-                }
-                out.push(b'u');
+            emit_items(m, out);
+        }
+        PyValue::OrderedDict(m) => {
+            emit_global("collections", "OrderedDict", out);
+            out.extend_from_slice(b")R");
+            emit_items(m, out);
+        }
+        PyValue::Global { module, name } => emit_global(module, name, out),
+        PyValue::Call { module, name, args } => {
+            emit_global(module, name, out);
+            if args.is_empty() {
+                out.push(b')');
+            } else {
+                emit_seq(args, b't', out);
             }
+            out.push(b'R');
+        }
+        PyValue::PersistentId(id) => {
+            emit(id, out);
+            out.push(b'Q');
         }
         PyValue::Int64Array { shape, data } => {
             let raw: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();

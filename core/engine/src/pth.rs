@@ -21,7 +21,7 @@
 //! parameters first appear in the state dict (PyTorch's `parameters()` order).
 
 use crate::checkpoint::{CheckpointMeta, TrainingLog};
-use crate::pickle::{self, TensorRef};
+use crate::pickle::{self, PyValue, TensorRef};
 use burn::module::ParamId;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::TensorData;
@@ -502,161 +502,26 @@ pub fn resume(
 // ---------------------------------------------------------------------------------------------------------------
 // writing
 
-/// A Python object to pickle.
-enum Py {
-    None,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    List(Vec<Py>),
-    Tuple(Vec<Py>),
-    Dict(Vec<(String, Py)>),
-    /// A dict with integer keys (an optimizer's `state`).
-    IntDict(Vec<(i64, Py)>),
-    OrderedDict(Vec<(String, Py)>),
-    /// A float32 tensor of storage `key`, with its shape (C-contiguous, offset 0).
-    Tensor {
-        storage: usize,
-        numel: usize,
-        shape: Vec<usize>,
-    },
-    Device(String),
-}
-
-impl Py {
-    fn from_json(v: &Value) -> Py {
-        match v {
-            Value::Null => Py::None,
-            Value::Bool(b) => Py::Bool(*b),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => Py::Int(i),
-                None => Py::Float(n.as_f64().unwrap_or(f64::NAN)),
-            },
-            Value::String(s) => Py::Str(s.clone()),
-            Value::Array(a) => Py::List(a.iter().map(Py::from_json).collect()),
-            Value::Object(m) => Py::Dict(m.iter().map(|(k, v)| (k.clone(), Py::from_json(v))).collect()),
-        }
+/// `torch._utils._rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict())` of the float32 storage `key`
+/// (C-contiguous, offset 0), as `torch.save` pickles a tensor.
+fn tensor_py(storage: usize, numel: usize, shape: Vec<usize>) -> PyValue {
+    let mut stride = vec![1usize; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        stride[d] = stride[d + 1] * shape[d + 1];
     }
-
-    fn floats(v: &[f64]) -> Py {
-        Py::List(v.iter().map(|&x| Py::Float(x)).collect())
-    }
-}
-
-struct Pickler {
-    out: Vec<u8>,
-}
-
-impl Pickler {
-    fn global(&mut self, module: &str, name: &str) {
-        self.out.push(b'c');
-        self.out.extend_from_slice(format!("{module}\n{name}\n").as_bytes());
-    }
-    fn str(&mut self, s: &str) {
-        self.out.push(b'X');
-        self.out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-        self.out.extend_from_slice(s.as_bytes());
-    }
-    fn int(&mut self, i: i64) {
-        if let Ok(small) = i32::try_from(i) {
-            self.out.push(b'J');
-            self.out.extend_from_slice(&small.to_le_bytes());
-        } else {
-            self.out.push(0x8a);
-            self.out.push(8);
-            self.out.extend_from_slice(&i.to_le_bytes());
-        }
-    }
-    fn ints_tuple(&mut self, v: &[usize]) {
-        self.out.push(b'(');
-        v.iter().for_each(|&x| self.int(x as i64));
-        self.out.push(b't');
-    }
-    fn items(&mut self, items: &[(String, Py)]) {
-        if !items.is_empty() {
-            self.out.push(b'(');
-            for (k, v) in items {
-                self.str(k);
-                self.emit(v);
-            }
-            self.out.push(b'u');
-        }
-    }
-    fn emit(&mut self, v: &Py) {
-        match v {
-            Py::None => self.out.push(b'N'),
-            Py::Bool(b) => self.out.push(if *b { 0x88 } else { 0x89 }),
-            Py::Int(i) => self.int(*i),
-            Py::Float(f) => {
-                self.out.push(b'G');
-                self.out.extend_from_slice(&f.to_be_bytes());
-            }
-            Py::Str(s) => self.str(s),
-            Py::List(a) => {
-                self.out.push(b']');
-                if !a.is_empty() {
-                    self.out.push(b'(');
-                    a.iter().for_each(|x| self.emit(x));
-                    self.out.push(b'e');
-                }
-            }
-            Py::Tuple(a) => {
-                self.out.push(b'(');
-                a.iter().for_each(|x| self.emit(x));
-                self.out.push(b't');
-            }
-            Py::Dict(m) => {
-                self.out.push(b'}');
-                self.items(m);
-            }
-            Py::IntDict(m) => {
-                self.out.push(b'}');
-                if !m.is_empty() {
-                    self.out.push(b'(');
-                    for (k, v) in m {
-                        self.int(*k);
-                        self.emit(v);
-                    }
-                    self.out.push(b'u');
-                }
-            }
-            Py::OrderedDict(m) => {
-                self.global("collections", "OrderedDict");
-                self.out.extend_from_slice(b")R");
-                self.items(m);
-            }
-            Py::Tensor { storage, numel, shape } => {
-                // torch._utils._rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict())
-                self.global("torch._utils", "_rebuild_tensor_v2");
-                self.out.push(b'(');
-                self.out.push(b'(');
-                self.str("storage");
-                self.global("torch", "FloatStorage");
-                self.str(&storage.to_string());
-                self.str("cpu");
-                self.int(*numel as i64);
-                self.out.extend_from_slice(b"tQ");
-                self.int(0);
-                self.ints_tuple(shape);
-                let mut stride = vec![1usize; shape.len()];
-                for d in (0..shape.len().saturating_sub(1)).rev() {
-                    stride[d] = stride[d + 1] * shape[d + 1];
-                }
-                self.ints_tuple(&stride);
-                self.out.push(0x89);
-                self.global("collections", "OrderedDict");
-                self.out.extend_from_slice(b")R");
-                self.out.extend_from_slice(b"tR");
-            }
-            Py::Device(d) => {
-                self.global("torch", "device");
-                self.out.push(b'(');
-                self.str(d);
-                self.out.extend_from_slice(b"tR");
-            }
-        }
-    }
+    let ints = |v: &[usize]| PyValue::Tuple(v.iter().map(|&x| PyValue::Int(x as i64)).collect());
+    let storage_id = PyValue::Tuple(vec![
+        PyValue::Str("storage".into()),
+        PyValue::Global { module: "torch".into(), name: "FloatStorage".into() },
+        PyValue::Str(storage.to_string()),
+        PyValue::Str("cpu".into()),
+        PyValue::Int(numel as i64),
+    ]);
+    PyValue::call(
+        "torch._utils",
+        "_rebuild_tensor_v2",
+        vec![PyValue::PersistentId(Box::new(storage_id)), PyValue::Int(0), ints(&shape), ints(&stride), PyValue::Bool(false), PyValue::OrderedDict(vec![])],
+    )
 }
 
 /// The optimizer's parameter group as `torch.optim.SGD`/`AdamW` state dicts hold it (hyperparameters at the
@@ -708,7 +573,7 @@ pub fn write_nnunet_checkpoint(
             storages.len() - 1
         });
         let shape = torch_shape(&p.shape);
-        weights.push((k.key, Py::Tensor { storage, numel: p.values.len(), shape }));
+        weights.push((PyValue::Str(k.key), tensor_py(storage, p.values.len(), shape)));
     }
     let n_params = storages.len();
     let state = match optim {
@@ -717,7 +582,7 @@ pub fn write_nnunet_checkpoint(
     };
     let mut tensor = |t: &PthTensor| {
         storages.push(t.values.iter().flat_map(|v| v.to_le_bytes()).collect());
-        Py::Tensor { storage: storages.len() - 1, numel: t.values.len(), shape: torch_shape(&t.shape) }
+        tensor_py(storages.len() - 1, t.values.len(), torch_shape(&t.shape))
     };
     let mut state_py = Vec::with_capacity(state.len());
     for (i, s) in &state {
@@ -732,98 +597,98 @@ pub fn write_nnunet_checkpoint(
             ],
             (kind, s) => return Err(err(path, format!("the optimizer holds {} but the parameter group is {kind:?}'s", s.describe()))),
         };
-        state_py.push((*i as i64, Py::Dict(entry)));
+        state_py.push((PyValue::Int(*i as i64), PyValue::str_dict(entry)));
     }
     let mut group = match optimizer.kind {
         nnunet_core::OptimizerKind::Sgd => vec![
-            ("lr".to_string(), Py::Float(optimizer.lr)),
-            ("momentum".into(), Py::Float(optimizer.momentum)),
-            ("dampening".into(), Py::Int(0)),
-            ("weight_decay".into(), Py::Float(optimizer.weight_decay)),
-            ("nesterov".into(), Py::Bool(true)),
-            ("maximize".into(), Py::Bool(false)),
-            ("foreach".into(), Py::None),
-            ("differentiable".into(), Py::Bool(false)),
-            ("fused".into(), Py::None),
+            ("lr".to_string(), PyValue::Float(optimizer.lr)),
+            ("momentum".into(), PyValue::Float(optimizer.momentum)),
+            ("dampening".into(), PyValue::Int(0)),
+            ("weight_decay".into(), PyValue::Float(optimizer.weight_decay)),
+            ("nesterov".into(), PyValue::Bool(true)),
+            ("maximize".into(), PyValue::Bool(false)),
+            ("foreach".into(), PyValue::None),
+            ("differentiable".into(), PyValue::Bool(false)),
+            ("fused".into(), PyValue::None),
         ],
         nnunet_core::OptimizerKind::AdamW => vec![
-            ("lr".to_string(), Py::Float(optimizer.lr)),
-            ("betas".into(), Py::Tuple(vec![Py::Float(0.9), Py::Float(0.999)])),
-            ("eps".into(), Py::Float(optimizer.eps)),
-            ("weight_decay".into(), Py::Float(optimizer.weight_decay)),
-            ("amsgrad".into(), Py::Bool(false)),
-            ("foreach".into(), Py::None),
-            ("maximize".into(), Py::Bool(false)),
-            ("capturable".into(), Py::Bool(false)),
-            ("differentiable".into(), Py::Bool(false)),
-            ("fused".into(), Py::None),
-            ("decoupled_weight_decay".into(), Py::Bool(true)),
+            ("lr".to_string(), PyValue::Float(optimizer.lr)),
+            ("betas".into(), PyValue::Tuple(vec![PyValue::Float(0.9), PyValue::Float(0.999)])),
+            ("eps".into(), PyValue::Float(optimizer.eps)),
+            ("weight_decay".into(), PyValue::Float(optimizer.weight_decay)),
+            ("amsgrad".into(), PyValue::Bool(false)),
+            ("foreach".into(), PyValue::None),
+            ("maximize".into(), PyValue::Bool(false)),
+            ("capturable".into(), PyValue::Bool(false)),
+            ("differentiable".into(), PyValue::Bool(false)),
+            ("fused".into(), PyValue::None),
+            ("decoupled_weight_decay".into(), PyValue::Bool(true)),
         ],
     };
-    group.push(("params".into(), Py::List((0..n_params as i64).map(Py::Int).collect())));
+    group.push(("params".into(), PyValue::List((0..n_params as i64).map(PyValue::Int).collect())));
     let l = &meta.logging;
-    let logging = Py::Dict(vec![
-        ("mean_fg_dice".into(), Py::floats(&l.mean_fg_dice)),
-        ("ema_fg_dice".into(), Py::floats(&l.ema_fg_dice)),
-        ("dice_per_class_or_region".into(), Py::List(l.dice_per_class_or_region.iter().map(|v| Py::floats(v)).collect())),
-        ("train_losses".into(), Py::floats(&l.train_losses)),
-        ("val_losses".into(), Py::floats(&l.val_losses)),
-        ("lrs".into(), Py::floats(&l.lrs)),
-        ("epoch_start_timestamps".into(), Py::floats(&l.epoch_start_timestamps)),
-        ("epoch_end_timestamps".into(), Py::floats(&l.epoch_end_timestamps)),
+    let logging = PyValue::str_dict(vec![
+        ("mean_fg_dice".into(), PyValue::float_list(&l.mean_fg_dice)),
+        ("ema_fg_dice".into(), PyValue::float_list(&l.ema_fg_dice)),
+        ("dice_per_class_or_region".into(), PyValue::List(l.dice_per_class_or_region.iter().map(|v| PyValue::float_list(v)).collect())),
+        ("train_losses".into(), PyValue::float_list(&l.train_losses)),
+        ("val_losses".into(), PyValue::float_list(&l.val_losses)),
+        ("lrs".into(), PyValue::float_list(&l.lrs)),
+        ("epoch_start_timestamps".into(), PyValue::float_list(&l.epoch_start_timestamps)),
+        ("epoch_end_timestamps".into(), PyValue::float_list(&l.epoch_end_timestamps)),
     ]);
-    let fold = meta.fold.parse::<i64>().map(Py::Int).unwrap_or_else(|_| Py::Str(meta.fold.clone()));
+    let fold = meta.fold.parse::<i64>().map(PyValue::Int).unwrap_or_else(|_| PyValue::Str(meta.fold.clone()));
     let mut root = vec![
-        ("network_weights".into(), Py::OrderedDict(weights)),
+        ("network_weights".into(), PyValue::OrderedDict(weights)),
         (
             "optimizer_state".into(),
-            Py::Dict(vec![("state".into(), Py::IntDict(state_py)), ("param_groups".into(), Py::List(vec![Py::Dict(group)]))]),
-        ),
-        ("grad_scaler_state".into(), Py::None),
-        ("logging".into(), logging),
-        ("_best_ema".into(), meta.best_ema.map(Py::Float).unwrap_or(Py::None)),
-        ("current_epoch".into(), Py::Int(meta.current_epoch as i64)),
-        (
-            "init_args".into(),
-            Py::Dict(vec![
-                ("plans".into(), Py::from_json(plans)),
-                ("configuration".into(), Py::Str(meta.configuration.clone())),
-                ("fold".into(), fold),
-                ("dataset_json".into(), Py::from_json(dataset_json)),
-                ("device".into(), Py::Device("cuda".into())),
+            PyValue::str_dict(vec![
+                ("state".into(), PyValue::Dict(state_py)),
+                ("param_groups".into(), PyValue::List(vec![PyValue::str_dict(group)])),
             ]),
         ),
-        ("trainer_name".into(), Py::Str(meta.trainer_name.clone())),
+        ("grad_scaler_state".into(), PyValue::None),
+        ("logging".into(), logging),
+        ("_best_ema".into(), meta.best_ema.map(PyValue::Float).unwrap_or(PyValue::None)),
+        ("current_epoch".into(), PyValue::Int(meta.current_epoch as i64)),
+        (
+            "init_args".into(),
+            PyValue::str_dict(vec![
+                ("plans".into(), PyValue::from_json(plans)),
+                ("configuration".into(), PyValue::Str(meta.configuration.clone())),
+                ("fold".into(), fold),
+                ("dataset_json".into(), PyValue::from_json(dataset_json)),
+                ("device".into(), PyValue::call("torch", "device", vec![PyValue::Str("cuda".into())])),
+            ]),
+        ),
+        ("trainer_name".into(), PyValue::Str(meta.trainer_name.clone())),
         (
             "inference_allowed_mirroring_axes".into(),
             match &meta.inference_allowed_mirroring_axes {
-                Some(a) => Py::Tuple(a.iter().map(|&x| Py::Int(x as i64)).collect()),
-                None => Py::None,
+                Some(a) => PyValue::Tuple(a.iter().map(|&x| PyValue::Int(x as i64)).collect()),
+                None => PyValue::None,
             },
         ),
     ];
-    let mut ours = vec![("deep_supervision".to_string(), meta.deep_supervision.map(Py::Bool).unwrap_or(Py::None))];
+    let mut ours = vec![("deep_supervision".to_string(), meta.deep_supervision.map(PyValue::Bool).unwrap_or(PyValue::None))];
     if let Some(r) = meta.rng {
         ours.push((
             "rng".into(),
-            Py::Dict(vec![
-                ("seed".into(), Py::Int(r.seed as i64)),
-                ("next_train_batch".into(), Py::Int(r.next_train_batch as i64)),
-                ("next_val_batch".into(), Py::Int(r.next_val_batch as i64)),
+            PyValue::str_dict(vec![
+                ("seed".into(), PyValue::Int(r.seed as i64)),
+                ("next_train_batch".into(), PyValue::Int(r.next_train_batch as i64)),
+                ("next_val_batch".into(), PyValue::Int(r.next_val_batch as i64)),
             ]),
         ));
     }
-    root.push((OUR_KEY.into(), Py::Dict(ours)));
-    let root = Py::Dict(root);
-    let mut p = Pickler { out: vec![0x80, 2] };
-    p.emit(&root);
-    p.out.push(b'.');
+    root.push((OUR_KEY.into(), PyValue::str_dict(ours)));
+    let data_pkl = pickle::to_bytes(&PyValue::str_dict(root));
 
     // streamed into the file entry by entry (no second copy of the storages in memory)
     let archive = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "archive".into());
     nnunet_schema::json::write_atomic_with(path, |f| {
         let mut zip = crate::zip::ZipWriter::new(std::io::BufWriter::new(f), Some(64));
-        zip.add(&format!("{archive}/data.pkl"), &p.out)?;
+        zip.add(&format!("{archive}/data.pkl"), &data_pkl)?;
         zip.add(&format!("{archive}/.format_version"), b"1")?;
         zip.add(&format!("{archive}/.storage_alignment"), b"64")?;
         zip.add(&format!("{archive}/byteorder"), b"little")?;
