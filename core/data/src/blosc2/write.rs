@@ -98,32 +98,36 @@ pub fn encode(bytes: &[u8], dtype: NpyDtype, shape: &[usize], chunks: &[usize], 
             },
         )
         .collect();
-    let mut data = Vec::with_capacity(encoded.iter().flatten().map(Vec::len).sum());
+    // offsets relative to the end of the header; a chunk of zeros is only a special value in the index, as c-blosc2's
+    // frames store it
     let mut offsets = Vec::with_capacity(total_chunks);
+    let mut cbytes = 0usize;
     for e in &encoded {
         match e {
-            // a chunk of zeros is only a special value in the index, as c-blosc2's frames store it
             None => offsets.push(((1u64 << 63) | ((SPECIAL_ZERO as u64) << 56)) as i64),
             Some(c) => {
-                offsets.push(data.len() as i64);
-                data.extend_from_slice(c);
+                offsets.push(cbytes as i64);
+                cbytes += c.len();
             }
         }
     }
-    drop(encoded);
 
     let meta = b2nd_meta(shape, chunks, blocks, dtype);
+    let index_nbytes = EXT_HEADER + 8 * total_chunks;
     let mut out = frame_header(&meta, FrameSizes {
         nbytes: (total_chunks * chunk_nbytes) as i64,
-        cbytes: data.len() as i64,
+        cbytes: cbytes as i64,
         typesize: ts as i32,
         blocksize: block_nbytes as i32,
         chunksize: chunk_nbytes as i32,
         filter,
-        index_nbytes: EXT_HEADER + 8 * total_chunks,
+        index_nbytes,
     });
-    out.extend_from_slice(&data);
-    // the chunk index: a memcpyed chunk of little-endian int64 offsets (relative to the end of the header)
+    out.reserve_exact(cbytes + index_nbytes + TRAILER_LEN);
+    for c in encoded.into_iter().flatten() {
+        out.extend_from_slice(&c);
+    }
+    // the chunk index: a memcpyed chunk of little-endian int64 offsets
     let index: Vec<u8> = offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
     let mut filters = [0u8; 6];
     filters[5] = FILTER_SHUFFLE;
