@@ -208,7 +208,7 @@ pub fn properties_to_python(p: &CaseProperties) -> crate::pickle::PyValue {
         let affine = Py::Float64Array { shape: vec![4, 4], data: n.original_affine.iter().flatten().copied().collect() };
         d.push((s("nibabel_stuff"), Py::Dict(vec![(s("original_affine"), affine)])));
     }
-    d.push((s("spacing"), Py::List(p.image.spacing.iter().map(|&x| Py::Float(x)).collect())));
+    d.push((s("spacing"), Py::float_list(&p.image.spacing)));
     d.push((s("shape_before_cropping"), Py::int_tuple(&p.shape_before_cropping)));
     let bbox = p.bbox_used_for_cropping.iter().map(|r| Py::List(r.iter().map(|&x| Py::Int(x as i64)).collect())).collect();
     d.push((s("bbox_used_for_cropping"), Py::List(bbox)));

@@ -15,7 +15,7 @@
 //! nnU-Net compresses with LZ4HC at level 5; LZ4HC output is LZ4's block format, so readers see no difference but
 //! the size (ours searches hash chains as LZ4HC does; see [`lz4_compress`]).
 
-use super::{CODEC_LZ4, EXT_HEADER, FILTER_NOFILTER, FILTER_SHUFFLE, FRAME_HEADER_MINLEN, SPECIAL_ZERO};
+use super::{CODEC_LZ4, EXT_HEADER, FILTER_NOFILTER, FILTER_SHUFFLE, FRAME_HEADER_MINLEN, SPECIAL_ZERO, odometer};
 use crate::npy::NpyDtype;
 use rayon::prelude::*;
 
@@ -166,7 +166,8 @@ impl Geometry<'_> {
         }
         // the valid extent of this chunk per axis (within the chunk shape and the array)
         let valid: Vec<usize> = (0..nd).map(|d| self.chunks[d].min(self.shape[d] - origin[d])).collect();
-        let mut bi = vec![0usize; nd];
+        let zeros = vec![0usize; nd];
+        let mut bi = zeros.clone();
         let mut o = 0;
         loop {
             let last_start = bi[nd - 1] * row_len;
@@ -184,26 +185,14 @@ impl Geometry<'_> {
                     out[o..o + count * ts].copy_from_slice(&src[src_elem * ts..(src_elem + count) * ts]);
                 }
                 o += row_len * ts;
-                next_index(&mut r, &self.blocks[..nd - 1]);
+                odometer(&mut r, &zeros[..nd - 1], &self.blocks[..nd - 1]);
             }
-            if !next_index(&mut bi, &bgrid) {
+            if !odometer(&mut bi, &zeros, &bgrid) {
                 break;
             }
         }
         debug_assert_eq!(o, out.len());
     }
-}
-
-/// Advance `idx` over the grid `dims` in C order; false when it wraps around to all zeros.
-fn next_index(idx: &mut [usize], dims: &[usize]) -> bool {
-    for d in (0..idx.len()).rev() {
-        idx[d] += 1;
-        if idx[d] < dims[d] {
-            return true;
-        }
-        idx[d] = 0;
-    }
-    false
 }
 
 /// The 32-byte extended chunk header (no special value, no dictionary: the Blosc2 flag bytes stay zero).
