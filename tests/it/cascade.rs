@@ -147,8 +147,7 @@ fn cascade_trains_on_lowres_exports_and_predicts() {
     let vsum = read_json(&casc.join("fold_all/validation/summary.json"));
     assert_eq!(vsum["metric_per_case"].as_array().unwrap().len(), 4);
     assert!(!casc.join("predicted_next_stage").exists(), "the cascade stage has no next stage");
-    let meta = read_json(&casc.join("fold_all/checkpoint_final/checkpoint.json"));
-    assert_eq!(meta["configuration"], json!("3d_cascade_fullres"));
+    assert_eq!(crate::checkpoint_meta(&casc.join("fold_all"), "checkpoint_final").configuration, "3d_cascade_fullres");
 
     // new cases: 3d_lowres, then 3d_cascade_fullres with the lowres predictions, then evaluation
     let predict = |cfg: &str, out: &Path, extra: &[&str]| {

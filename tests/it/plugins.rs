@@ -140,13 +140,14 @@ fn train_tinynet_through_the_plugin(work: &Path) -> PathBuf {
 fn dynamic_plugin_trains_its_architecture() {
     let work = TempDir::new("nnunet-plugin-train");
     let fold = train_tinynet_through_the_plugin(work.path());
-    for f in ["checkpoint_final/network.bpk", "checkpoint_final/checkpoint.json", "validation/summary.json", "debug.json"] {
+    for f in ["checkpoint_final.pth", "validation/summary.json", "debug.json"] {
         assert!(fold.join(f).exists(), "{f} missing in {}", fold.display());
     }
     let debug = read_json(&fold.join("debug.json"));
     assert_eq!(debug["network_class_name"], json!("TinyNet"));
-    let meta = read_json(&fold.join("checkpoint_final/checkpoint.json"));
-    let losses: Vec<f64> = serde_json::from_value(meta["logging"]["train_losses"].clone()).unwrap();
+    let meta = crate::checkpoint_meta(&fold, "checkpoint_final");
+    assert_eq!(meta.network_class_name, "TinyNet");
+    let losses = meta.logging.train_losses;
     assert!(losses.len() == 3 && losses.iter().all(|l| l.is_finite()), "{losses:?}");
 }
 

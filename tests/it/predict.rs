@@ -4,7 +4,8 @@
 use nnunet_builtin as _;
 use nnunet_core::architecture::NetworkSpec;
 use nnunet_data::ImageReaderWriter;
-use nnunet_engine::checkpoint::{self, CheckpointMeta};
+use nnunet_engine::checkpoint::CheckpointMeta;
+use nnunet_engine::pth::{OptimizerGroup, write_nnunet_checkpoint};
 use nnunet_tests::{aliases_dir, fixtures, repo_root, run, tempfile_like::TempDir};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ fn model_folder_for(results: &Path, config: &str, previous_stage: Option<&str>) 
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("plans.json"), serde_json::to_string_pretty(&plans).unwrap()).unwrap();
     std::fs::copy(repo_root().join("examples/data/Dataset004_Hippocampus/dataset.json"), dir.join("dataset.json")).unwrap();
+    let dataset_json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("dataset.json")).unwrap()).unwrap();
     let class = arch["network_class_name"].as_str().unwrap();
     let spec = NetworkSpec {
         arch_kwargs: arch["arch_kwargs"].as_object().unwrap().clone(),
@@ -57,7 +59,10 @@ fn model_folder_for(results: &Path, config: &str, previous_stage: Option<&str>) 
             deep_supervision: None,
             grad_scaler: None,
         };
-        checkpoint::save(&dir.join(format!("fold_{fold}/checkpoint_final")), net.as_ref(), None, &meta).unwrap();
+        let group = OptimizerGroup { kind: nnunet_core::OptimizerKind::Sgd, lr: 1e-2, weight_decay: 3e-5, momentum: 0.99, eps: 1e-8 };
+        let path = dir.join(format!("fold_{fold}/checkpoint_final.pth"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        write_nnunet_checkpoint(&path, net.as_ref(), &meta, &group, None, &plans, &dataset_json).unwrap();
     }
     dir
 }

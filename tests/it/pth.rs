@@ -278,7 +278,7 @@ fn training_continues_from_a_python_checkpoint() {
     assert!(written == theirs, "the written optimizer state differs from the Python checkpoint's");
     assert!(fold.join("validation/summary.json").is_file());
     let (mut ours, _) = network("3d_tiny");
-    let meta = Stored::Folder(fold.join("checkpoint_final")).load_network(ours.as_mut()).unwrap();
+    let meta = Stored::Pth(fold.join("checkpoint_final.pth")).load_network(ours.as_mut()).unwrap();
     let (theirs, _) = network("3d_tiny");
     assert_eq!(ours.named_parameters(), theirs.named_parameters(), "the final checkpoint holds the Python weights");
     let python_meta = Stored::Pth(python).read_meta().unwrap();

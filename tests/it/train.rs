@@ -2,6 +2,8 @@
 //! planned 3d_fullres: the loss falls and the pseudo Dice rises; every output nnU-Net writes is there; the trained
 //! model then predicts and is evaluated through nnU-Net's commands.
 
+use crate::checkpoint_meta;
+use nnunet_engine::checkpoint::Stored;
 use nnunet_tests::{aliases_dir, copy_dir, repo_root, run, tempfile_like::TempDir};
 use serde_json::{Value, json};
 
@@ -38,33 +40,19 @@ fn training_learns_on_real_data_and_the_model_predicts() {
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     let out = res.join("Dataset004_Hippocampus/nnUNetTrainerSmoke__nnUNetPlans__3d_tiny");
     let fold = out.join("fold_0");
-    for f in [
-        "checkpoint_final/network.bpk",
-        "checkpoint_final/optimizer.bpk",
-        "checkpoint_final/checkpoint.json",
-        "checkpoint_best/network.bpk",
-        "progress.png",
-        "debug.json",
-    ] {
-        assert!(fold.join(f).exists(), "{f} missing");
+    // nnU-Net's files and nothing of an earlier version's checkpoint folders
+    for f in ["checkpoint_final.pth", "checkpoint_best.pth", "progress.png", "debug.json"] {
+        assert!(fold.join(f).is_file(), "{f} missing");
     }
-    assert!(!fold.join("checkpoint_latest").exists(), "checkpoint_latest is removed at the end");
-    // the final and best checkpoints also as Python nnU-Net's .pth (ADR 0014), holding the same weights
+    for f in ["checkpoint_latest.pth", "checkpoint_latest", "checkpoint_final", "checkpoint_best"] {
+        assert!(!fold.join(f).exists(), "{f} should not exist (checkpoint_latest is removed at the end)");
+    }
+    // both checkpoints load strictly into the configuration's network and carry the run's metadata
     for name in ["checkpoint_final", "checkpoint_best"] {
-        use nnunet_engine::checkpoint::Stored;
-        let folder = Stored::locate(&fold, name).unwrap();
-        let pth = Stored::Pth(fold.join(format!("{name}.pth")));
-        assert!(matches!(folder, Stored::Folder(_)), "{name}: our folder comes first");
-        let (mut a, mut b) = (tiny_network(&out), tiny_network(&out));
-        let (ma, mb) = (folder.load_network(a.as_mut()).unwrap(), pth.load_network(b.as_mut()).unwrap());
-        assert_eq!(a.named_parameters(), b.named_parameters(), "{name}: .pth weights differ from the folder's");
-        assert_eq!((ma.current_epoch, ma.best_ema, ma.rng), (mb.current_epoch, mb.best_ema, mb.rng), "{name}");
-        let (la, lb) = (&ma.logging, &mb.logging);
-        assert_eq!(
-            (&ma.trainer_name, &ma.configuration, &la.train_losses, &la.lrs),
-            (&mb.trainer_name, &mb.configuration, &lb.train_losses, &lb.lrs),
-            "{name}"
-        );
+        let mut net = tiny_network(&out);
+        let m = Stored::locate(&fold, name).unwrap().load_network(net.as_mut()).unwrap();
+        assert_eq!((m.trainer_name.as_str(), m.configuration.as_str()), ("nnUNetTrainerSmoke", "3d_tiny"), "{name}");
+        assert!(m.rng.is_some() && m.deep_supervision == Some(true), "{name}: {:?} {:?}", m.rng, m.deep_supervision);
     }
     for f in ["plans.json", "dataset.json", "dataset_fingerprint.json"] {
         assert!(out.join(f).exists(), "{f} copy missing");
@@ -81,13 +69,12 @@ fn training_learns_on_real_data_and_the_model_predicts() {
     assert!(r.stdout.contains("Mean Validation Dice"), "{}", r.stdout);
 
     // learning: loss falls, pseudo Dice rises (first vs last epoch)
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(fold.join("checkpoint_final/checkpoint.json")).unwrap()).unwrap();
-    let series = |k: &str| -> Vec<f64> { serde_json::from_value(meta["logging"][k].clone()).unwrap() };
-    let (tl, dice) = (series("train_losses"), series("mean_fg_dice"));
-    assert_eq!(tl.len(), 5, "{meta}");
+    let meta = checkpoint_meta(&fold, "checkpoint_final");
+    let (tl, dice) = (&meta.logging.train_losses, &meta.logging.mean_fg_dice);
+    assert_eq!(tl.len(), 5, "{meta:?}");
     assert!(tl[4] < tl[0], "train loss did not fall: {tl:?}");
     assert!(dice[4] > dice[0], "pseudo Dice did not rise: {dice:?}");
-    assert_eq!(meta["current_epoch"], json!(5));
+    assert_eq!(meta.current_epoch, 5);
     let debug: Value = serde_json::from_str(&std::fs::read_to_string(fold.join("debug.json")).unwrap()).unwrap();
     assert_eq!(debug["backend"], json!("flex"));
     assert!(debug["peak_memory_allocated_bytes"].as_u64().unwrap_or(0) > 0, "{debug}");

@@ -1,7 +1,8 @@
-//! Checkpoints: a folder per checkpoint (`checkpoint_final/`, `checkpoint_best/`, `checkpoint_latest/`) holding
-//! `network.bpk` (burnpack parameters), `optimizer.bpk` (momentum buffers) and `checkpoint.json` (epoch, best
-//! EMA, the logging lists, trainer/plans/configuration/fold, mirroring axes). Written into a temp folder beside it and
-//! renamed into place, so a crash never leaves a half-written checkpoint.
+//! Checkpoints. Training writes nnU-Net's own `checkpoint_{latest,best,final}.pth` ([`crate::pth`], ADR 0007): the
+//! network weights, the optimizer state, the grad scaler, the logging lists, the epoch and best EMA, and under a key
+//! of its own ([`crate::pth::OUR_KEY`]) the data stream's random state. Versions before it wrote a folder per
+//! checkpoint (`checkpoint_final/`: `network.bpk`, `optimizer.bpk`, `checkpoint.json`); those folders are still
+//! read ([`Stored::Folder`]), and a training that writes a checkpoint of the same name removes the folder.
 
 use burn::optim::ModuleOptimizer;
 use nnunet_core::Network;
@@ -40,7 +41,8 @@ fn nested_floats_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Ve
     Ok(v.into_iter().map(|r| r.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect()).collect())
 }
 
-/// `checkpoint.json`.
+/// A checkpoint's metadata: nnU-Net's checkpoint dictionary apart from the tensors (and `checkpoint.json` of a
+/// checkpoint folder of earlier versions).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
     /// Epoch to resume from (last finished + 1; the final checkpoint stores num_epochs).
@@ -84,28 +86,6 @@ fn io(path: &Path, e: impl std::fmt::Display) -> CheckpointError {
     CheckpointError::Io { path: path.to_path_buf(), message: e.to_string() }
 }
 
-/// Write a checkpoint folder atomically.
-pub fn save(dir: &Path, net: &dyn Network, optim: Option<&ModuleOptimizer>, meta: &CheckpointMeta) -> Result<(), CheckpointError> {
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = parent.join(format!(".{name}.tmp{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-    net.save_file(&tmp.join("network.bpk")).map_err(|e| io(&tmp, e))?;
-    if let Some(o) = optim {
-        o.save(tmp.join("optimizer.bpk")).map_err(|e| io(&tmp, format!("{e:?}")))?;
-    }
-    let text = serde_json::to_string_pretty(meta).map_err(|e| io(&tmp, e))?;
-    std::fs::write(tmp.join("checkpoint.json"), text).map_err(|e| io(&tmp, e))?;
-    let old = parent.join(format!(".{name}.old{}", std::process::id()));
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(|e| io(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| io(dir, e))?;
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
-}
-
 /// Read `checkpoint.json` of a checkpoint folder.
 pub fn read_meta(dir: &Path) -> Result<CheckpointMeta, CheckpointError> {
     let p = dir.join("checkpoint.json");
@@ -128,14 +108,14 @@ pub fn load(
     Ok((meta, optim))
 }
 
-/// nnU-Net's resume order for `--c`: final, else latest, else best (each our folder, else nnU-Net's `.pth`);
-/// `None` = start fresh.
+/// nnU-Net's resume order for `--c`: final, else latest, else best (each the `.pth`, else a folder of an earlier
+/// version); `None` = start fresh.
 pub fn resume_candidate(fold_dir: &Path) -> Option<Stored> {
     ["checkpoint_final", "checkpoint_latest", "checkpoint_best"].iter().find_map(|n| Stored::locate(fold_dir, n))
 }
 
-/// A checkpoint as stored on disk: one of our folders, or a PyTorch `.pth` file (Python nnU-Net's format, see
-/// [`crate::pth`]).
+/// A checkpoint as stored on disk: a PyTorch `.pth` file (nnU-Net's format, written by Python nnU-Net and by this
+/// tool, see [`crate::pth`]), or a checkpoint folder written by an earlier version of this tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
     Folder(PathBuf),
@@ -143,16 +123,17 @@ pub enum Stored {
 }
 
 impl Stored {
-    /// Checkpoint `name` (`checkpoint_final`, with or without nnU-Net's `.pth` suffix) of `fold_dir`: our folder
-    /// when it exists, else nnU-Net's `.pth` file; `None` when neither exists.
+    /// Checkpoint `name` (`checkpoint_final`, with or without nnU-Net's `.pth` suffix) of `fold_dir`: the `.pth`
+    /// file when it exists, else a folder of that name (earlier versions; they wrote the `.pth` of `best` and `final`
+    /// beside it with the same contents); `None` when neither exists.
     pub fn locate(fold_dir: &Path, name: &str) -> Option<Stored> {
         let stem = name.strip_suffix(".pth").unwrap_or(name);
         let folder = fold_dir.join(stem);
         let file = fold_dir.join(format!("{stem}.pth"));
-        if folder.join("checkpoint.json").is_file() {
-            Some(Stored::Folder(folder))
-        } else if file.is_file() {
+        if file.is_file() {
             Some(Stored::Pth(file))
+        } else if folder.join("checkpoint.json").is_file() {
+            Some(Stored::Folder(folder))
         } else {
             None
         }

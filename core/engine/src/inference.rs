@@ -62,7 +62,7 @@ fn model_err(path: &Path, m: impl std::fmt::Display) -> InferenceError {
     InferenceError::Model { path: path.to_path_buf(), message: m.to_string() }
 }
 
-/// `checkpoint_final.pth` → `checkpoint_final` (our checkpoints are folders; see [`checkpoint::Stored`]).
+/// `checkpoint_final.pth` → `checkpoint_final` (the folder name earlier versions used; see [`checkpoint::Stored`]).
 pub fn checkpoint_folder_name(name: &str) -> &str {
     name.strip_suffix(".pth").unwrap_or(name)
 }

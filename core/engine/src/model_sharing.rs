@@ -1,9 +1,9 @@
 //! Sharing trained models as zip files: nnU-Net's `nnUNetv2_export_model_to_zip` and
 //! `nnUNetv2_install_pretrained_model_from_zip` (`nnunetv2/model_sharing/`). Entry names are relative to
 //! `nnUNet_results` (`DatasetXXX_Name/<trainer>__<plans>__<configuration>/…`), so installing a zip puts the model
-//! where `nnUNetv2_predict -d XXX` looks for it. `-chk checkpoint_final.pth` exports the file of that name when it
-//! exists (Python nnU-Net's checkpoint, or the one training here writes beside its folder, ADR 0014: the zip then
-//! installs into Python nnU-Net too), else our checkpoint folder `checkpoint_final/` (ADR 0007) with everything in it.
+//! where `nnUNetv2_predict -d XXX` looks for it. `-chk checkpoint_final.pth` exports the file of that name (the
+//! checkpoint Python nnU-Net and training here write, ADR 0007: the zip installs into either), else a checkpoint
+//! folder `checkpoint_final/` of an earlier version of this tool with everything in it.
 
 use crate::inference::checkpoint_folder_name;
 use crate::zip::{ZipReader, ZipWriter};
@@ -277,8 +277,8 @@ mod tests {
         assert_eq!(enclosed("../"), None);
     }
 
-    /// Our checkpoints are folders: `-chk checkpoint_final.pth` exports everything in `checkpoint_final/`; the zip
-    /// installs back into the same tree.
+    /// Checkpoint folders of earlier versions: `-chk checkpoint_final.pth` exports everything in `checkpoint_final/`;
+    /// the zip installs back into the same tree.
     #[test]
     fn checkpoint_folders_are_exported_whole_and_install_back() {
         let root = std::env::temp_dir().join(format!("model_sharing_{}", std::process::id()));

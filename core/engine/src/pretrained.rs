@@ -3,9 +3,9 @@
 //! network with the same shape and is copied; the segmentation layers keep their fresh initialisation (the
 //! pretraining dataset may have other classes).
 //!
-//! CHECKPOINT is a `.pth` file (Python nnU-Net's checkpoint, or one this framework wrote), or one of our checkpoint
-//! folders (`…/fold_0/checkpoint_final`, or a file inside it), whose network is rebuilt from the `plans.json` /
-//! `dataset.json` of its training folder.
+//! CHECKPOINT is a `.pth` file (Python nnU-Net's checkpoint, or one this framework wrote), or a checkpoint folder of
+//! an earlier version of this framework (`…/fold_0/checkpoint_final`, or a file inside it), whose network is rebuilt
+//! from the `plans.json` / `dataset.json` of its training folder.
 
 use crate::checkpoint::{self, Stored};
 use burn::tensor::Device;
@@ -22,8 +22,8 @@ pub const SKIP_STRINGS: &[&str] = &[".seg_layers."];
 pub fn checkpoint_at(path: &Path) -> Result<Stored, String> {
     Stored::at(path).ok_or_else(|| {
         format!(
-            "{}: not a checkpoint (expected a PyTorch nnU-Net .pth file, or a checkpoint folder of this framework such as \
-             …/fold_0/checkpoint_final with checkpoint.json and network.bpk)",
+            "{}: not a checkpoint (expected a nnU-Net .pth file such as …/fold_0/checkpoint_final.pth, or a checkpoint \
+             folder of an earlier version of this framework with checkpoint.json and network.bpk)",
             path.display()
         )
     })

@@ -223,10 +223,19 @@ pub fn read_nnunet_checkpoint(path: &Path) -> Result<NnunetCheckpoint, PthError>
         rng: ours.and_then(|o| serde_json::from_value(o.get("rng")?.clone()).ok()),
         // else: PyTorch's U-Nets always hold every deep-supervision head's parameters
         deep_supervision: Some(ours.and_then(|o| o.get("deep_supervision")?.as_bool()).unwrap_or(true)),
-        grad_scaler: None,
+        grad_scaler: root.get("grad_scaler_state").and_then(grad_scaler_of),
     };
     let optimizer_state = read_optimizer_state(&file);
     Ok(NnunetCheckpoint { weights, meta, plans, dataset_json, optimizer_state })
+}
+
+/// `torch.amp.GradScaler.state_dict()` (nnU-Net's `grad_scaler_state`, `None` without a scaler, `{}` from a disabled
+/// one): the scale and the growth tracker; growth and backoff factors and interval are PyTorch's defaults, as ours.
+fn grad_scaler_of(v: &Value) -> Option<nnunet_core::GradScaler> {
+    Some(nnunet_core::GradScaler {
+        scale: v.get("scale")?.as_f64()?,
+        growth_tracker: v.get("_growth_tracker").and_then(Value::as_u64).unwrap_or(0) as u32,
+    })
 }
 
 /// `optimizer_state['state']` of a `torch.save`d checkpoint (see [`ParamState`]). Entries with a `None` momentum
@@ -647,7 +656,19 @@ pub fn write_nnunet_checkpoint(
                 ("param_groups".into(), PyValue::List(vec![PyValue::str_dict(group)])),
             ]),
         ),
-        ("grad_scaler_state".into(), PyValue::None),
+        (
+            "grad_scaler_state".into(),
+            match meta.grad_scaler {
+                Some(g) => PyValue::str_dict(vec![
+                    ("scale".into(), PyValue::Float(g.scale)),
+                    ("growth_factor".into(), PyValue::Float(nnunet_core::GradScaler::GROWTH_FACTOR)),
+                    ("backoff_factor".into(), PyValue::Float(nnunet_core::GradScaler::BACKOFF_FACTOR)),
+                    ("growth_interval".into(), PyValue::Int(nnunet_core::GradScaler::GROWTH_INTERVAL as i64)),
+                    ("_growth_tracker".into(), PyValue::Int(g.growth_tracker as i64)),
+                ]),
+                None => PyValue::None,
+            },
+        ),
         ("logging".into(), logging),
         ("_best_ema".into(), meta.best_ema.map(PyValue::Float).unwrap_or(PyValue::None)),
         ("current_epoch".into(), PyValue::Int(meta.current_epoch as i64)),
@@ -806,7 +827,12 @@ mod tests {
             let dir = tmp(&format!("rt{dims}{resenc}"));
             let path = dir.join("checkpoint_final.pth");
             let source = net(dims, resenc, 1);
-            write_nnunet_checkpoint(&path, source.as_ref(), &meta(), &group(), None, &plans(dims, resenc), &json!({"labels": {}})).unwrap();
+            // fp16 training's loss scale travels as nnU-Net's `grad_scaler_state`; without one it is `None`
+            let want = CheckpointMeta {
+                grad_scaler: resenc.then_some(nnunet_core::GradScaler { scale: 32768.0, growth_tracker: 17 }),
+                ..meta()
+            };
+            write_nnunet_checkpoint(&path, source.as_ref(), &want, &group(), None, &plans(dims, resenc), &json!({"labels": {}})).unwrap();
             let c = read_nnunet_checkpoint(&path).unwrap();
             // every key of PyTorch's state dict, 2D weights without the depth axis
             assert_eq!(c.weights.len(), source.torch_state_dict().len());
@@ -818,7 +844,7 @@ mod tests {
             assert_eq!(n, source.named_parameters().len());
             assert_eq!(target.named_parameters(), source.named_parameters(), "dims {dims} resenc {resenc}");
             let m = c.meta;
-            let want = meta();
+            assert_eq!(m.grad_scaler, want.grad_scaler, "dims {dims} resenc {resenc}");
             assert_eq!((m.current_epoch, m.best_ema, &m.trainer_name), (7, Some(0.625), &want.trainer_name));
             assert_eq!((&m.configuration, &m.fold, &m.plans_name), (&want.configuration, &want.fold, &want.plans_name));
             assert_eq!(m.inference_allowed_mirroring_axes, Some(vec![0, 1, 2]));
@@ -891,6 +917,34 @@ mod tests {
         assert_eq!(decode_tensor(&t, &bf, true).unwrap().values, vec![1.5, -2.0]);
         let t = TensorRef { storage: "0".into(), storage_type: "FloatStorage".into(), offset: 0, shape: vec![3], stride: vec![1] };
         assert!(decode_tensor(&t, &[0u8; 8], true).unwrap_err().contains("beyond its storage"));
+    }
+
+    /// Checkpoint folders of earlier versions (`network.bpk`, `checkpoint.json`) still load; where a `.pth` of the
+    /// same name exists (training writes only those now), the `.pth` is the checkpoint.
+    #[test]
+    fn folders_of_earlier_versions_still_load_and_the_pth_wins() {
+        use crate::checkpoint::Stored;
+        let dir = tmp("legacy");
+        let folder = dir.join("checkpoint_final");
+        std::fs::create_dir_all(&folder).unwrap();
+        let old = net(3, false, 1);
+        old.save_file(&folder.join("network.bpk")).unwrap();
+        std::fs::write(folder.join("checkpoint.json"), serde_json::to_string(&meta()).unwrap()).unwrap();
+        let stored = Stored::locate(&dir, "checkpoint_final.pth").unwrap();
+        assert_eq!(stored, Stored::Folder(folder.clone()));
+        let mut target = net(3, false, 2);
+        let m = stored.load_network(target.as_mut()).unwrap();
+        assert_eq!(target.named_parameters(), old.named_parameters());
+        assert_eq!((m.current_epoch, m.rng), (7, meta().rng));
+
+        let new = net(3, false, 3);
+        write_nnunet_checkpoint(&dir.join("checkpoint_final.pth"), new.as_ref(), &meta(), &group(), None, &plans(3, false), &json!({}))
+            .unwrap();
+        let stored = Stored::locate(&dir, "checkpoint_final").unwrap();
+        assert_eq!(stored, Stored::Pth(dir.join("checkpoint_final.pth")));
+        stored.load_network(target.as_mut()).unwrap();
+        assert_eq!(target.named_parameters(), new.named_parameters());
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     // ---- optimizer state -------------------------------------------------------------------------------------

@@ -45,7 +45,8 @@ pub struct TrainRequest {
     pub architecture_selection: Option<Value>,
     /// `--c`: resume from final / latest / best.
     pub continue_training: bool,
-    /// `-pretrained_weights`: a checkpoint folder whose weights (all but the segmentation layers) initialise the network.
+    /// `-pretrained_weights`: a checkpoint (`.pth`, or a folder of an earlier version) whose weights (all but the
+    /// segmentation layers) initialise the network.
     pub pretrained_weights: Option<PathBuf>,
     /// `--npz`: the final validation also writes the softmax/sigmoid probabilities (.npz + .pkl), which
     /// `nnUNetv2_find_best_configuration` needs to evaluate ensembles.
@@ -503,15 +504,12 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         let new_best = !ema.is_nan() && best_ema.is_none_or(|b| ema > b);
         if !req.disable_checkpointing {
             if (epoch + 1) % req.trainer.save_every == 0 && epoch + 1 != n_epochs {
-                checkpoint::save(&fold_dir.join("checkpoint_latest"), net.as_ref(), Some(&optim), &meta_for(epoch + 1, &log, best_ema))
-                    .map_err(|e| input(e.to_string()))?;
+                save_checkpoint(req, &fold_dir, "checkpoint_latest", net.as_ref(), &optim, &meta_for(epoch + 1, &log, best_ema), lr)?;
             }
             if new_best {
                 best_ema = Some(ema);
                 let _ = text.new_best_ema(LogTime::now(), ema);
-                let meta = meta_for(epoch + 1, &log, best_ema);
-                checkpoint::save(&fold_dir.join("checkpoint_best"), net.as_ref(), Some(&optim), &meta).map_err(|e| input(e.to_string()))?;
-                write_pth(req, &fold_dir.join("checkpoint_best.pth"), net.as_ref(), &optim, &meta, lr)?;
+                save_checkpoint(req, &fold_dir, "checkpoint_best", net.as_ref(), &optim, &meta_for(epoch + 1, &log, best_ema), lr)?;
             }
         } else if new_best {
             best_ema = Some(ema);
@@ -528,10 +526,10 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         events(TrainEvent::EpochEnd { epoch, train_loss, val_loss, dice, ema, seconds, lr, new_best });
     }
     if !req.disable_checkpointing {
-        let meta = meta_for(n_epochs, &log, best_ema);
-        checkpoint::save(&fold_dir.join("checkpoint_final"), net.as_ref(), Some(&optim), &meta).map_err(|e| input(e.to_string()))?;
         let lr = log.lrs.last().copied().unwrap_or(req.trainer.initial_lr);
-        write_pth(req, &fold_dir.join("checkpoint_final.pth"), net.as_ref(), &optim, &meta, lr)?;
+        save_checkpoint(req, &fold_dir, "checkpoint_final", net.as_ref(), &optim, &meta_for(n_epochs, &log, best_ema), lr)?;
+        // nnU-Net's on_train_end removes checkpoint_latest (an earlier version's folder too)
+        let _ = std::fs::remove_file(fold_dir.join("checkpoint_latest.pth"));
         let _ = std::fs::remove_dir_all(fold_dir.join("checkpoint_latest"));
     }
     write_debug_json(req, &st, &fold_dir, net.num_params(), &memory)?;
@@ -544,20 +542,26 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     Ok(TrainOutcome { fold_dir, epochs_run: n_epochs.saturating_sub(start_epoch), log })
 }
 
-/// The checkpoint also as Python nnU-Net's `.pth` (network weights, optimizer state, logging, init args; see
-/// [`crate::pth`]), so Python nnU-Net predicts with, exports, fine-tunes from or continues (`--c`) a model trained here.
-fn write_pth(
+/// Write checkpoint `name` (`checkpoint_best`, …) of `fold_dir` as nnU-Net's `<name>.pth` (network weights, optimizer
+/// state, grad scaler, logging, init args; see [`crate::pth`] and ADR 0007), so Python nnU-Net predicts with, exports,
+/// fine-tunes from or continues (`--c`) a model trained here and the other way round. A checkpoint folder of that
+/// name left by an earlier version of this tool is outdated now and removed.
+fn save_checkpoint(
     req: &TrainRequest,
-    path: &Path,
+    fold_dir: &Path,
+    name: &str,
     net: &dyn Network,
     optim: &burn::optim::ModuleOptimizer,
     meta: &CheckpointMeta,
     lr: f64,
 ) -> Result<(), TrainError> {
-    let plans = serde_json::to_value(&req.plans).map_err(|e| io(path, e))?;
-    let dataset_json = serde_json::to_value(&req.dataset_json).map_err(|e| io(path, e))?;
+    let path = fold_dir.join(format!("{name}.pth"));
+    let plans = serde_json::to_value(&req.plans).map_err(|e| io(&path, e))?;
+    let dataset_json = serde_json::to_value(&req.dataset_json).map_err(|e| io(&path, e))?;
     let group = crate::pth::OptimizerGroup::new(&req.trainer, lr);
-    crate::pth::write_nnunet_checkpoint(path, net, meta, &group, Some(optim), &plans, &dataset_json).map_err(|e| io(path, e))
+    crate::pth::write_nnunet_checkpoint(&path, net, meta, &group, Some(optim), &plans, &dataset_json).map_err(|e| io(&path, e))?;
+    let _ = std::fs::remove_dir_all(fold_dir.join(name));
+    Ok(())
 }
 
 /// nnU-Net's `perform_actual_validation`: predict the fold's validation cases from their preprocessed arrays with the
@@ -679,7 +683,7 @@ pub fn validate_only(req: &TrainRequest, best: bool, events: &mut dyn FnMut(Trai
     let st = setup(req)?;
     let fold_dir = req.output_dir.join(req.fold.dir_name());
     let chk = if best { "checkpoint_best" } else { "checkpoint_final" };
-    if !fold_dir.join(chk).join("checkpoint.json").exists() {
+    if checkpoint::Stored::locate(&fold_dir, chk).is_none() {
         return Err(input(format!("{}: no {chk}; train this fold first", fold_dir.display())));
     }
     let all_ids = st.case_ids.as_slice();

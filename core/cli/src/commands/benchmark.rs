@@ -11,6 +11,7 @@ use crate::paths::{self, RESULTS};
 use crate::user;
 use anyhow::{Context, Result};
 use nnunet_core::selection::{ArchSelection, short_name};
+use nnunet_engine::checkpoint::Stored;
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -42,11 +43,13 @@ fn run_record(fold_dir: &Path, wall_seconds: Option<f64>) -> Result<Value> {
     let read = |p: PathBuf| -> Result<Value> { nnunet_schema::json::read_json(&p).map_err(|e| user(e.to_string())) };
     let summary = read(fold_dir.join("validation/summary.json"))?;
     let debug = read(fold_dir.join("debug.json"))?;
-    let meta = read(fold_dir.join("checkpoint_final/checkpoint.json"))?;
+    let meta = Stored::locate(fold_dir, "checkpoint_final")
+        .ok_or_else(|| user(format!("{}: no checkpoint_final", fold_dir.display())))?
+        .read_meta()
+        .map_err(|e| user(e.to_string()))?;
     // training time from the logger's epoch timestamps (also right for reused runs)
-    let starts: Vec<f64> = serde_json::from_value(meta["logging"]["epoch_start_timestamps"].clone()).unwrap_or_default();
-    let ends: Vec<f64> = serde_json::from_value(meta["logging"]["epoch_end_timestamps"].clone()).unwrap_or_default();
-    let train_seconds: f64 = starts.iter().zip(&ends).map(|(s, e)| e - s).sum();
+    let (starts, ends) = (&meta.logging.epoch_start_timestamps, &meta.logging.epoch_end_timestamps);
+    let train_seconds: f64 = starts.iter().zip(ends).map(|(s, e)| e - s).sum();
     Ok(json!({
         "fold_dir": fold_dir.display().to_string(),
         "dice_foreground_mean": summary["foreground_mean"]["Dice"],
@@ -84,7 +87,7 @@ pub fn run(a: &Args) -> Result<()> {
             for fold in &folds {
                 let out_dir = results.join(ds).join(format!("{}+{tag}__{}__{}", a.trainer, a.plans, a.configuration));
                 let fold_dir = out_dir.join(if fold == "all" { "fold_all".to_string() } else { format!("fold_{fold}") });
-                let done = fold_dir.join("checkpoint_final/checkpoint.json").exists() && fold_dir.join("validation/summary.json").exists();
+                let done = Stored::locate(&fold_dir, "checkpoint_final").is_some() && fold_dir.join("validation/summary.json").exists();
                 let mut wall = None;
                 if done {
                     println!("{ds} {spec} fold {fold}: finished run found in {}, reusing it", fold_dir.display());

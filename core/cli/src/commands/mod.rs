@@ -69,7 +69,7 @@ const COMMANDS: &[(&str, Handler, &str)] = &[
     (
         "export-model-to-zip",
         sharing::export_model_to_zip,
-        "implemented (nnU-Net's file selection and zip layout; checkpoints are our checkpoint folders or .pth files; --not_strict skips untrained configurations as its help says — nnU-Net's flag has no effect)",
+        "implemented (nnU-Net's file selection and zip layout; checkpoints are .pth files, or checkpoint folders of earlier versions; --not_strict skips untrained configurations as its help says — nnU-Net's flag has no effect)",
     ),
     (
         "install-pretrained-model-from-zip",
