@@ -16,8 +16,9 @@ fn sigkill_mid_epoch_then_continue() {
     let fold = dirs.results.join("Dataset004_Hippocampus/nnUNetTrainerDebug__nnUNetPlans__3d_tiny/fold_0");
 
     // start training, wait until checkpoint_latest of epoch 0 exists, then SIGKILL inside epoch 1
+    // with its own seed (a native extension; the --c below does not repeat it: the checkpoint's seed continues)
     let mut cmd = Command::new(nnunet_bin());
-    cmd.args(TRAIN).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.args(TRAIN).args(["--seed", "7"]).stdout(Stdio::null()).stderr(Stdio::null());
     for (k, v) in dirs.env() {
         cmd.env(k, v);
     }
@@ -43,7 +44,8 @@ fn sigkill_mid_epoch_then_continue() {
     assert!(r.stdout.contains(&format!("at epoch {killed_at}")), "{}", r.stdout);
     let meta = checkpoint_meta(&fold, "checkpoint_final");
     assert_eq!(meta.current_epoch, 3);
-    assert_eq!(meta.rng.map(|r| r.next_train_batch), Some(30), "{:?}", meta.rng);
+    assert_eq!(meta.rng.map(|r| (r.seed, r.next_train_batch)), Some((7, 30)), "{:?}", meta.rng);
+    assert_eq!(read_json(&fold.join("debug.json"))["seed"], 7);
     assert!(!fold.join("checkpoint_latest.pth").exists(), "checkpoint_latest is removed at the end");
     let losses = meta.logging.train_losses;
     assert_eq!(losses.len(), 3, "one logger entry per epoch, no duplicates: {losses:?}");
@@ -93,7 +95,7 @@ fn sigkill_mid_epoch_then_continue() {
     let fresh = work.path().join("fresh");
     let env2 =
         [("nnUNet_raw", dirs.raw.as_path()), ("nnUNet_preprocessed", dirs.preprocessed.as_path()), ("nnUNet_results", fresh.as_path())];
-    let r = run(&nnunet_bin(), &TRAIN, &env2);
+    let r = run(&nnunet_bin(), &[&TRAIN[..], &["--seed", "7"]].concat(), &env2);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let losses2 = checkpoint_meta(&fresh.join("Dataset004_Hippocampus/nnUNetTrainerDebug__nnUNetPlans__3d_tiny/fold_0"), "checkpoint_final")
         .logging

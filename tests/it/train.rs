@@ -77,6 +77,7 @@ fn training_learns_on_real_data_and_the_model_predicts() {
     assert_eq!(meta.current_epoch, 5);
     let debug: Value = serde_json::from_str(&std::fs::read_to_string(fold.join("debug.json")).unwrap()).unwrap();
     assert_eq!(debug["backend"], json!("flex"));
+    assert_eq!(debug["seed"], json!(12345), "the default seed");
     assert!(debug["peak_memory_allocated_bytes"].as_u64().unwrap_or(0) > 0, "{debug}");
     assert!(debug["peak_memory_reserved_bytes"].as_u64().unwrap_or(0) > 0, "{debug}");
 

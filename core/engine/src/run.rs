@@ -426,7 +426,7 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
     // peaks since here: the whole run on this (the first) device
     let memory = nnunet_core::memory::MemoryProbe::for_device(&req.device);
     memory.reset_peak();
-    write_debug_json(req, &st, &fold_dir, net.num_params(), &memory)?;
+    write_debug_json(req, &st, &fold_dir, net.num_params(), rng.seed, &memory)?;
 
     let meta_for = |epoch: usize, log: &TrainingLog, best: Option<f64>| CheckpointMeta {
         current_epoch: epoch,
@@ -532,7 +532,7 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         let _ = std::fs::remove_file(fold_dir.join("checkpoint_latest.pth"));
         let _ = std::fs::remove_dir_all(fold_dir.join("checkpoint_latest"));
     }
-    write_debug_json(req, &st, &fold_dir, net.num_params(), &memory)?;
+    write_debug_json(req, &st, &fold_dir, net.num_params(), rng.seed, &memory)?;
     let _ = text.log("Training done.");
     if !req.disable_checkpointing {
         drop(net);
@@ -701,6 +701,7 @@ fn write_debug_json(
     st: &Setup,
     fold_dir: &Path,
     params: usize,
+    seed: u64,
     memory: &nnunet_core::memory::MemoryProbe,
 ) -> Result<(), TrainError> {
     let peak = memory.peak();
@@ -725,6 +726,7 @@ fn write_debug_json(
         "nnunet_version": env!("CARGO_PKG_VERSION"),
         "burn_version": "0.22.1",
         "data_augmentation_workers": req.workers,
+        "seed": seed,
         // peak allocated / reserved bytes of the run so far: the CUDA caching allocator's on a LibTorch GPU, the Rust
         // heap's and the resident set on the CPU (memory::MemoryProbe)
         "peak_memory_allocated_bytes": peak.allocated,

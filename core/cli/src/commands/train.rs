@@ -18,6 +18,10 @@ pub fn run(p: &Parsed) -> Result<()> {
     let trainer_name = p.string("tr").unwrap_or_else(|| "nnUNetTrainer".into());
     let plans_name = p.string("p").unwrap_or_else(|| "nnUNetPlans".into());
     let num_gpus = p.int("num_gpus").unwrap_or(1);
+    let seed = p.int("seed").unwrap_or(12345);
+    if seed < 0 {
+        return Err(user(format!("--seed {seed}: expected 0 or more")));
+    }
     if num_gpus < 1 {
         return Err(user(format!("-num_gpus {num_gpus}: expected 1 or more")));
     }
@@ -65,7 +69,7 @@ pub fn run(p: &Parsed) -> Result<()> {
         mixed_precision,
         device_name,
         workers,
-        seed: 12345,
+        seed: seed as u64,
     };
     let pb = ProgressBar::new(req.trainer.num_iterations_per_epoch as u64);
     pb.set_style(
