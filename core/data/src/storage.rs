@@ -41,13 +41,10 @@ pub struct Manifest {
 /// Write `bytes` to `path` via a temp file in the same folder and a rename (no fsync: the folder
 /// itself is swapped in atomically once complete).
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| DataError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        DataError::io(path, e)
+    use std::io::Write;
+    nnunet_schema::json::write_via_temp_unsynced(path, |f| f.write_all(bytes)).map_err(|e| match e {
+        nnunet_schema::SchemaError::Write { source, .. } => DataError::io(path, source),
+        other => DataError::format(path, other.to_string()),
     })
 }
 

@@ -42,14 +42,26 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SchemaError> {
 /// Create `path` atomically through `write` (which may stream any amount of data into the file): a temp file beside
 /// it, fsync, then rename. On error the temp file is removed and `path` is untouched.
 pub fn write_atomic_with(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<(), SchemaError> {
-    let io = |source| SchemaError::Io { path: path.display().to_string(), source };
+    write_via_temp(path, true, write)
+}
+
+/// As [`write_atomic_with`] without the fsync: for files inside a folder that is itself renamed into place once
+/// complete (a preprocessed case), where a crash leaves only the temp folder behind.
+pub fn write_via_temp_unsynced(path: &Path, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<(), SchemaError> {
+    write_via_temp(path, false, write)
+}
+
+fn write_via_temp(path: &Path, sync: bool, write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<(), SchemaError> {
+    let io = |source| SchemaError::Write { path: path.display().to_string(), source };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let result = std::fs::File::create(&tmp).and_then(|mut f| {
         write(&mut f)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         drop(f);
         std::fs::rename(&tmp, path)
     });

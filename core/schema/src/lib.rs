@@ -18,6 +18,8 @@ pub use plans::Plans;
 pub enum SchemaError {
     #[error("{path}: cannot read: {source}")]
     Io { path: String, #[source] source: std::io::Error },
+    #[error("{path}: cannot write: {source}")]
+    Write { path: String, #[source] source: std::io::Error },
     #[error("{path}: invalid JSON: {source}")]
     Json { path: String, #[source] source: serde_json::Error },
     #[error("{path}: {message}")]
