@@ -1,5 +1,5 @@
-//! Six training steps end to end against nnU-Net 2.8.1's own `nnUNetTrainer.train_step` (fp32, CPU): the same
-//! initial weights (nnU-Net's He initialisation, read from its state dict), the same six real batches (Hippocampus,
+//! Six training steps end to end against nnU-Net 2.8.1's own `nnUNetTrainer.train_step` (fp32, CPU), for a
+//! PlainConvUNet and a ResidualEncoderUNet: the same initial weights (nnU-Net's He initialisation, read from its state dict), the same six real batches (Hippocampus,
 //! 2 x 1 x 16^3, two deep-supervision targets), the same recipe (DC_and_CE loss with the v2 deep-supervision
 //! weights, global clipping at 12, SGD Nesterov 0.99, weight decay 3e-5, lr 1e-2). Every step's loss and the weights
 //! after the last step must agree. Fixture and provenance: tests/fixtures/train_steps/ (made by
@@ -61,9 +61,20 @@ fn batches(f: &PthFile) -> Vec<Batch> {
         .collect()
 }
 
-fn run_on(dev: Device) {
-    let f = pth::read(&repo("tests/fixtures/train_steps/train_steps.pth")).unwrap();
-    let (class, spec) = tiny_spec();
+/// The ResidualEncoderUNet of the same topology (`3d_tiny_resenc` of the fixture script: 1/2/2 residual blocks, one
+/// convolution per decoder stage).
+fn resenc_spec() -> (String, NetworkSpec) {
+    let (_, mut spec) = tiny_spec();
+    spec.arch_kwargs.remove("n_conv_per_stage");
+    spec.arch_kwargs.insert("n_blocks_per_stage".into(), serde_json::json!([1, 2, 2]));
+    spec.arch_kwargs.insert("n_conv_per_stage_decoder".into(), serde_json::json!([1, 1]));
+    ("ResidualEncoderUNet".into(), spec)
+}
+
+/// Six steps of the network `spec` from the initial weights of fixture `file` on the batches of train_steps.pth.
+fn run_on(dev: Device, file: &str, (class, spec): (String, NetworkSpec)) {
+    let f = pth::read(&repo("tests/fixtures/train_steps").join(file)).unwrap();
+    let batches_file = pth::read(&repo("tests/fixtures/train_steps/train_steps.pth")).unwrap();
     let arch = (nnunet_core::registry::architectures().unwrap().get(&class).unwrap().make)();
     let dev = dev.autodiff();
     let mut net: Box<dyn Network> = arch.build(&spec, &dev).unwrap();
@@ -73,7 +84,7 @@ fn run_on(dev: Device) {
     let ctx = StepContext::fp32(&DcAndCe, &settings, true, Some(12.0), DsWeighting::NnUNetV2);
     let mut optim = nnunet_engine::optim::sgd(0.99, 3e-5);
     let want: Vec<f64> = f.root["losses"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    let bs = batches(&f);
+    let bs = batches(&batches_file);
     assert_eq!((bs.len(), want.len()), (6, 6));
     for (i, (b, w)) in bs.iter().zip(&want).enumerate() {
         let l = train_step(net.as_mut(), &mut optim, 1e-2, b, &ctx, &dev);
@@ -103,13 +114,29 @@ fn run_on(dev: Device) {
 }
 
 #[test]
-fn six_steps_equal_nnunets_train_step_on_flex() {
-    run_on(Device::flex());
+fn plain_unet_six_steps_equal_nnunets_train_step_on_flex() {
+    run_on(Device::flex(), "train_steps.pth", tiny_spec());
+}
+
+#[test]
+fn residual_encoder_unet_six_steps_equal_nnunets_train_step_on_flex() {
+    run_on(Device::flex(), "train_steps_resenc.pth", resenc_spec());
+}
+
+#[cfg(feature = "tch")]
+#[allow(deprecated)]
+fn libtorch() -> Device {
+    Device::new(burn::backend::LibTorchDevice::Cpu)
 }
 
 #[cfg(feature = "tch")]
 #[test]
-#[allow(deprecated)]
-fn six_steps_equal_nnunets_train_step_on_libtorch() {
-    run_on(Device::new(burn::backend::LibTorchDevice::Cpu));
+fn plain_unet_six_steps_equal_nnunets_train_step_on_libtorch() {
+    run_on(libtorch(), "train_steps.pth", tiny_spec());
+}
+
+#[cfg(feature = "tch")]
+#[test]
+fn residual_encoder_unet_six_steps_equal_nnunets_train_step_on_libtorch() {
+    run_on(libtorch(), "train_steps_resenc.pth", resenc_spec());
 }
