@@ -1,0 +1,70 @@
+//! Label and intensity statistics of our training batches (DataLoader + training_pipeline as run.rs builds them), fold 0 of a
+//! configuration of a preprocessed dataset: per label, its share of the final full-resolution target's voxels and the
+//! share of samples that contain it, and the per-sample mean and sd of the augmented image. The counterpart of
+//! benches/training_diagnostics/nnunet_batch_stats.py.
+//! usage: batch_stats PREPROCESSED_DATASET_DIR CONFIGURATION N_BATCHES [SEED]
+use nnunet_augment::{BatchProducer, DataLoader, Oversampling, PipelineConfig, configure_da, training_pipeline};
+use nnunet_engine::cases::DiskSource;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let pre = PathBuf::from(&a[1]);
+    let n: usize = a[3].parse().unwrap();
+    let seed: u64 = a.get(4).map(|s| s.parse().unwrap()).unwrap_or(12345);
+    let plans: nnunet_schema::Plans = nnunet_schema::json::read_json(&pre.join("nnUNetPlans.json")).unwrap();
+    let cfg = nnunet_schema::plans::resolve_configuration(&plans, &a[2]).unwrap();
+    let patch: Vec<usize> = serde_json::from_value(cfg["patch_size"].clone()).unwrap();
+    let batch: usize = cfg["batch_size"].as_u64().unwrap() as usize;
+    let ident = cfg["data_identifier"].as_str().unwrap();
+    let splits = nnunet_data::splits::read_splits(&pre.join("splits_final.json")).unwrap();
+    let train_ids: Vec<String> = splits[0].train.clone();
+    let da = configure_da(&patch);
+    let pcfg = PipelineConfig::for_patch(&patch);
+    let src = Arc::new(DiskSource::open(&pre.join(ident), &train_ids, None).unwrap());
+    let loader = Arc::new(
+        DataLoader::new(src, (0..train_ids.len()).collect(), batch, &da.initial_patch_size, &patch, Oversampling::LastPercent(0.33), None, training_pipeline(&pcfg))
+            .unwrap(),
+    );
+    let mut prod = BatchProducer::new(loader, 1, 2, seed);
+    let (mut counts, mut present, mut samples) = ([0f64; 3], [0f64; 3], 0usize);
+    let mut shape = vec![];
+    let (mut means, mut sds) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let b = prod.next_batch().unwrap();
+        let (t, s) = &b.targets[0];
+        let per_img = b.image.len() / b.image_shape[0];
+        for k in 0..b.image_shape[0] {
+            let x = &b.image[k * per_img..(k + 1) * per_img];
+            let m = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
+            let v = x.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / x.len() as f64;
+            means.push(m);
+            sds.push(v.sqrt());
+        }
+        shape = s.clone();
+        let per = t.len() / s[0];
+        for k in 0..s[0] {
+            samples += 1;
+            for c in 0..3 {
+                let m = t[k * per..(k + 1) * per].iter().filter(|&&v| v == c as i16).count();
+                counts[c] += m as f64;
+                if m > 0 {
+                    present[c] += 1.0;
+                }
+            }
+        }
+    }
+    let tot: f64 = counts.iter().sum();
+    println!("ours: {n} batches, {samples} samples, target shape {shape:?}, seed {seed}");
+    for c in 0..3 {
+        println!("  label {c}: {:.5} of voxels, in {:.3} of samples", counts[c] / tot, present[c] / samples as f64);
+    }
+    let stat = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        (mean, v[v.len() * 5 / 100], v[v.len() * 95 / 100])
+    };
+    let ((m, m5, m95), (d, d5, d95)) = (stat(means), stat(sds));
+    println!("  image per sample: mean {m:.4} (p5 {m5:.3}, p95 {m95:.3}), sd {d:.4} (p5 {d5:.3}, p95 {d95:.3})");
+}
