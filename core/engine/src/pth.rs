@@ -570,7 +570,9 @@ pub fn write_nnunet_checkpoint(
     let params: HashMap<String, nnunet_core::NamedParam> = net.named_parameters().into_iter().map(|p| (p.path.clone(), p)).collect();
     // one storage per parameter, in the order the parameters first appear (= PyTorch's parameters() order)
     let mut storage_of: HashMap<String, usize> = HashMap::new();
-    let mut storages: Vec<Vec<u8>> = Vec::new();
+    // the values behind each storage, turned into bytes one storage at a time as the file is written: memory holds
+    // the parameters and optimizer state once (as f32), not a second time as bytes
+    let mut storages: Vec<&[f32]> = Vec::new();
     let mut weights = Vec::new();
     let two_d = is_2d(plans, &meta.configuration);
     // 2D networks: PyTorch's weights (and the optimizer's buffers) have no singleton depth axis
@@ -578,7 +580,7 @@ pub fn write_nnunet_checkpoint(
     for k in net.torch_state_dict() {
         let p = params.get(&k.path).ok_or_else(|| err(path, format!("state-dict key {} names no parameter ({})", k.key, k.path)))?;
         let storage = *storage_of.entry(k.path.clone()).or_insert_with(|| {
-            storages.push(p.values.iter().flat_map(|v| v.to_le_bytes()).collect());
+            storages.push(&p.values);
             storages.len() - 1
         });
         let shape = torch_shape(&p.shape);
@@ -589,18 +591,27 @@ pub fn write_nnunet_checkpoint(
         Some(o) => optimizer_state(net, o).map_err(|m| err(path, m))?,
         None => OptimizerState::new(),
     };
-    let mut tensor = |t: &PthTensor| {
-        storages.push(t.values.iter().flat_map(|v| v.to_le_bytes()).collect());
-        tensor_py(storages.len() - 1, t.values.len(), torch_shape(&t.shape))
-    };
+    // AdamW's step counts as PyTorch's float32 scalar tensors, made before the storages borrow them
+    let steps: BTreeMap<usize, PthTensor> = state
+        .iter()
+        .filter_map(|(i, s)| match s {
+            ParamState::Adam { step, .. } => Some((*i, PthTensor { shape: vec![], values: vec![*step as f32] })),
+            _ => None,
+        })
+        .collect();
+    fn add<'a>(storages: &mut Vec<&'a [f32]>, t: &'a PthTensor, shape: Vec<usize>) -> PyValue {
+        storages.push(&t.values);
+        tensor_py(storages.len() - 1, t.values.len(), shape)
+    }
+    let mut tensor = |t| add(&mut storages, t, torch_shape(&t.shape));
     let mut state_py = Vec::with_capacity(state.len());
     for (i, s) in &state {
         let entry = match (optimizer.kind, s) {
             (nnunet_core::OptimizerKind::Sgd, ParamState::Sgd { momentum_buffer }) => {
                 vec![("momentum_buffer".into(), tensor(momentum_buffer))]
             }
-            (nnunet_core::OptimizerKind::AdamW, ParamState::Adam { step, exp_avg, exp_avg_sq }) => vec![
-                ("step".to_string(), tensor(&PthTensor { shape: vec![], values: vec![*step as f32] })),
+            (nnunet_core::OptimizerKind::AdamW, ParamState::Adam { exp_avg, exp_avg_sq, .. }) => vec![
+                ("step".to_string(), tensor(&steps[i])),
                 ("exp_avg".into(), tensor(exp_avg)),
                 ("exp_avg_sq".into(), tensor(exp_avg_sq)),
             ],
@@ -714,9 +725,10 @@ pub fn write_nnunet_checkpoint(
         zip.add(&format!("{archive}/.storage_alignment"), b"64")?;
         zip.add(&format!("{archive}/byteorder"), b"little")?;
         let mut hash = flate2::Crc::new();
-        for (i, s) in storages.iter().enumerate() {
-            hash.update(s);
-            zip.add(&format!("{archive}/data/{i}"), s)?;
+        for (i, values) in storages.iter().enumerate() {
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            hash.update(&bytes);
+            zip.add(&format!("{archive}/data/{i}"), &bytes)?;
         }
         zip.add(&format!("{archive}/version"), b"3\n")?;
         zip.add(&format!("{archive}/.data/serialization_id"), format!("{:040}", hash.sum()).as_bytes())?;
