@@ -1,7 +1,7 @@
 """Python nnU-Net's own training (its trainer class TRAINER, default nnUNetTrainer_10epochs, with its own data
 pipeline) of fold 0 of the 3d_tiny configuration, starting from the initial weights that train_trace wrote (ours for
 that seed): does nnU-Net's trainer end where ours ends from the same start? NO_VAL=1 skips the final validation;
-TRACE_DIR `-` keeps nnU-Net's own random initialisation.
+TRACE_DIR `-` keeps nnU-Net's own random initialisation (saved as fold_0/initial_weights.pth).
 usage: nnUNet_preprocessed=… nnUNet_results=… python train_from_init.py TRACE_DIR [TRAINER]"""
 import os, sys, torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -18,6 +18,9 @@ t = cls(plans, '3d_tiny', 0, load_json(join(pre, 'dataset.json')), device=torch.
 t.initialize()
 if trace != '-':
     t.network.load_state_dict(read_weights(join(trace, 'weights_init.bin'), load_json(join(trace, 'weights.json'))))
+else:  # nnU-Net's own draw, kept for a later look at what it started from
+    os.makedirs(t.output_folder, exist_ok=True)
+    torch.save(t.network.state_dict(), join(t.output_folder, 'initial_weights.pth'))
 t.run_training()
 if not os.environ.get("NO_VAL"):
     t.perform_actual_validation(False)
