@@ -8,7 +8,8 @@
 #   - ours: `nnunet train 4 3d_tiny 0 --trainer TRAINER --device cpu --seed S` for each S in SEEDS;
 #   - Python nnU-Net: its own class of that name (nnUNetTrainer_10epochs, …; for the default, nnUNetTrainerSmoke, a
 #     subclass of nnUNetTrainer that only sets the preset's 5 epochs x 80 iterations, 10 validation iterations), on
-#     the CPU, torch.set_num_threads(THREADS), nnUNet_n_proc_DA=THREADS, PY_RUNS times (nnU-Net is not seeded).
+#     the CPU, torch.set_num_threads(THREADS), nnUNet_n_proc_DA=THREADS, nnUNet_def_n_proc=THREADS (its validation export pool; the default 8 processes on a
+#     2-core machine that is busy otherwise stalled it for 20+ minutes), PY_RUNS times (nnU-Net is not seeded).
 # Both run their final validation (5 cases, sliding window, mirroring). The table shows per run: every epoch's train
 # loss and pseudo Dice (from checkpoint_final.pth's logging, read with torch.load), the final validation's foreground
 # Dice and the training wall time.
@@ -28,7 +29,7 @@ trainer="${TRAINER:-nnUNetTrainerSmoke}"
 work="${1:-$(mktemp -d)}"
 mkdir -p "$work"
 work="$(cd "$work" && pwd)"
-export nnUNet_raw="$work/raw" nnUNet_preprocessed="$work/pre" nnUNet_n_proc_DA="$threads"
+export nnUNet_raw="$work/raw" nnUNet_preprocessed="$work/pre" nnUNet_n_proc_DA="$threads" nnUNet_def_n_proc="$threads"
 rm -rf "$work/raw" "$work/pre" "$work"/res_*
 mkdir -p "$work/raw" "$work/pre" "$work/bin"
 cp -r "$repo/examples/data/Dataset004_Hippocampus" "$work/raw/"

@@ -2,7 +2,8 @@
 pipeline) of fold 0 of the 3d_tiny configuration, starting from the initial weights that train_trace wrote (ours for
 that seed): does nnU-Net's trainer end where ours ends from the same start? NO_VAL=1 skips the final validation;
 TRACE_DIR `-` keeps nnU-Net's own random initialisation (saved as fold_0/initial_weights.pth).
-usage: nnUNet_preprocessed=… nnUNet_results=… python train_from_init.py TRACE_DIR [TRAINER]"""
+usage: nnUNet_preprocessed=… nnUNet_results=… [nnUNet_def_n_proc=2] python train_from_init.py TRACE_DIR [TRAINER]
+(nnUNet_def_n_proc: the final validation's export processes, 8 by default; set it to the core count on a small machine)"""
 import os, sys, torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from trace_nnunet import read_weights
