@@ -3,31 +3,17 @@
 //! share of samples that contain it, and the per-sample mean and sd of the augmented image. The counterpart of
 //! benches/training_diagnostics/nnunet_batch_stats.py.
 //! usage: batch_stats PREPROCESSED_DATASET_DIR CONFIGURATION N_BATCHES [SEED]
-use nnunet_augment::{BatchProducer, DataLoader, Oversampling, PipelineConfig, configure_da, training_pipeline};
-use nnunet_engine::cases::DiskSource;
+#[path = "common/fold0.rs"]
+mod fold0;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     let pre = PathBuf::from(&a[1]);
     let n: usize = a[3].parse().unwrap();
     let seed: u64 = a.get(4).map(|s| s.parse().unwrap()).unwrap_or(12345);
-    let plans: nnunet_schema::Plans = nnunet_schema::json::read_json(&pre.join("nnUNetPlans.json")).unwrap();
-    let cfg = nnunet_schema::plans::resolve_configuration(&plans, &a[2]).unwrap();
-    let patch: Vec<usize> = serde_json::from_value(cfg["patch_size"].clone()).unwrap();
-    let batch: usize = cfg["batch_size"].as_u64().unwrap() as usize;
-    let ident = cfg["data_identifier"].as_str().unwrap();
-    let splits = nnunet_data::splits::read_splits(&pre.join("splits_final.json")).unwrap();
-    let train_ids: Vec<String> = splits[0].train.clone();
-    let da = configure_da(&patch);
-    let pcfg = PipelineConfig::for_patch(&patch);
-    let src = Arc::new(DiskSource::open(&pre.join(ident), &train_ids, None).unwrap());
-    let loader = Arc::new(
-        DataLoader::new(src, (0..train_ids.len()).collect(), batch, &da.initial_patch_size, &patch, Oversampling::LastPercent(0.33), None, training_pipeline(&pcfg))
-            .unwrap(),
-    );
-    let mut prod = BatchProducer::new(loader, 1, 2, seed);
+    let (cfg, _) = fold0::configuration(&pre, &a[2]);
+    let mut prod = fold0::training_batches(&pre, &cfg, seed, None);
     let (mut counts, mut present, mut samples) = ([0f64; 3], [0f64; 3], 0usize);
     let mut shape = vec![];
     let (mut means, mut sds) = (Vec::new(), Vec::new());

@@ -1,5 +1,5 @@
 //! Trace of the first training steps of fold 0 of a configuration, for an end-to-end comparison with nnU-Net's own
-//! `nnUNetTrainer.train_step` on the same initial weights and the same batches (benches/train_trace_vs_nnunet.py):
+//! `nnUNetTrainer.train_step` on the same initial weights and the same batches (benches/training_diagnostics/trace_nnunet.py):
 //! the network is built and seeded as `nnunet train --seed SEED` builds it, the batches come from the same
 //! `DataLoader` + training pipeline, and each step runs `train_step` at the first epoch's learning rate (1e-2).
 //!
@@ -12,16 +12,15 @@
 //! `--features tch`, `TRACE_TCH=1` runs the steps on LibTorch's CPU backend (the initial weights still come from flex,
 //! as in `nnunet train`).
 use nnunet_arch_unet as _; // registers PlainConvUNet / ResidualEncoderUNet
-use nnunet_augment::{BatchProducer, DataLoader, Oversampling, PipelineConfig, configure_da, training_pipeline};
+#[path = "common/fold0.rs"]
+mod fold0;
 use nnunet_core::architecture::NetworkSpec;
-use nnunet_engine::cases::DiskSource;
 use nnunet_engine::loss::DcAndCe;
 use nnunet_engine::train::{Batch, StepContext, train_step};
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 fn write_weights(net: &dyn nnunet_core::Network, path: &std::path::Path) -> serde_json::Value {
     let params: HashMap<String, nnunet_core::NamedParam> = net.named_parameters().into_iter().map(|p| (p.path.clone(), p)).collect();
@@ -45,14 +44,7 @@ fn main() {
     let n: usize = a[4].parse().unwrap();
     let out = PathBuf::from(&a[5]);
     std::fs::create_dir_all(&out).unwrap();
-    let plans: nnunet_schema::Plans = nnunet_schema::json::read_json(&pre.join("nnUNetPlans.json")).unwrap();
-    let dataset_json: nnunet_schema::DatasetJson = nnunet_schema::json::read_json(&pre.join("dataset.json")).unwrap();
-    let cfg = nnunet_schema::plans::resolve_configuration(&plans, configuration).unwrap();
-    let patch: Vec<usize> = serde_json::from_value(cfg["patch_size"].clone()).unwrap();
-    let batch: usize = cfg["batch_size"].as_u64().unwrap() as usize;
-    let ident = cfg["data_identifier"].as_str().unwrap();
-    let splits = nnunet_data::splits::read_splits(&pre.join("splits_final.json")).unwrap();
-    let train_ids: Vec<String> = splits[0].train.clone();
+    let (cfg, dataset_json) = fold0::configuration(&pre, configuration);
 
     // the network as run.rs builds it
     let (class, spec) = NetworkSpec::from_configuration(&cfg, &dataset_json, true).unwrap();
@@ -95,16 +87,7 @@ fn main() {
     let index = write_weights(net.as_ref(), &out.join("weights_init.bin"));
     std::fs::write(out.join("weights.json"), serde_json::to_string_pretty(&index).unwrap()).unwrap();
 
-    // the data pipeline as run.rs builds it
-    let da = configure_da(&patch);
-    let mut pcfg = PipelineConfig::for_patch(&patch);
-    pcfg.ds_scales = Some(strides.iter().map(|s| s.iter().map(|&x| 1.0 / x as f64).collect()).collect());
-    let src = Arc::new(DiskSource::open(&pre.join(ident), &train_ids, None).unwrap());
-    let loader = Arc::new(
-        DataLoader::new(src, (0..train_ids.len()).collect(), batch, &da.initial_patch_size, &patch, Oversampling::LastPercent(0.33), None, training_pipeline(&pcfg))
-            .unwrap(),
-    );
-    let mut prod = BatchProducer::new(loader, 1, 2, nnunet_engine::parallel::replica_seed(seed, 0));
+    let mut prod = fold0::training_batches(&pre, &cfg, seed, Some(&strides));
 
     let lm = dataset_json.label_manager().unwrap();
     let settings = nnunet_core::LossSettings::for_configuration(&cfg, &lm);
@@ -113,9 +96,7 @@ fn main() {
     let mut losses = Vec::new();
     let mut shapes = Vec::new();
     for i in 0..n {
-        let b = prod.next_batch().unwrap();
-        let five = |s: &[usize]| -> [usize; 5] { [s[0], s[1], s[2], s[3], s[4]] };
-        let b = Batch { image_shape: five(&b.image_shape), image: b.image, targets: b.targets.into_iter().map(|(t, s)| (t, five(&s))).collect() };
+        let b = Batch::from(prod.next_batch().unwrap());
         let mut f = std::io::BufWriter::new(std::fs::File::create(out.join(format!("batch_{i}.bin"))).unwrap());
         b.image.iter().for_each(|v| f.write_all(&v.to_le_bytes()).unwrap());
         for (t, _) in &b.targets {

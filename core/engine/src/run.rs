@@ -195,11 +195,6 @@ fn setup(req: &TrainRequest) -> Result<Setup, TrainError> {
     })
 }
 
-fn to_engine_batch(b: nnunet_augment::Batch) -> Batch {
-    let five = |s: &[usize]| -> [usize; 5] { if s.len() == 4 { [s[0], s[1], 1, s[2], s[3]] } else { [s[0], s[1], s[2], s[3], s[4]] } };
-    Batch { image_shape: five(&b.image_shape), image: b.image, targets: b.targets.into_iter().map(|(t, s)| (t, five(&s))).collect() }
-}
-
 fn ignore_key(lm_ignore: Option<i64>, all_labels: &[i64]) -> Option<AugKey> {
     lm_ignore.map(|_| AugKey::Region(std::iter::once(-1).chain(all_labels.iter().map(|&l| l as i32)).collect()))
 }
@@ -389,7 +384,7 @@ pub fn train(req: &TrainRequest, events: &mut dyn FnMut(TrainEvent)) -> Result<T
         .collect();
     let devices: Vec<Device> = std::iter::once(dev.clone()).chain(req.extra_devices.iter().map(|d| d.clone().autodiff())).collect();
     let next_batches = |producers: &mut Vec<BatchProducer>| -> Result<Vec<Batch>, TrainError> {
-        producers.iter_mut().map(|p| p.next_batch().map(to_engine_batch).map_err(|e| input(e.to_string()))).collect()
+        producers.iter_mut().map(|p| p.next_batch().map(Batch::from).map_err(|e| input(e.to_string()))).collect()
     };
     let first_epoch = start_epoch as u64;
     let rng_at = |epoch: usize| RngState {

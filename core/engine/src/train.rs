@@ -16,6 +16,14 @@ pub struct Batch {
     pub targets: Vec<(Vec<i16>, [usize; 5])>,
 }
 
+/// The data pipeline's batch (2D batches `(b, c, y, x)` get `z = 1`).
+impl From<nnunet_augment::Batch> for Batch {
+    fn from(b: nnunet_augment::Batch) -> Batch {
+        let five = |s: &[usize]| -> [usize; 5] { if s.len() == 4 { [s[0], s[1], 1, s[2], s[3]] } else { [s[0], s[1], s[2], s[3], s[4]] } };
+        Batch { image_shape: five(&b.image_shape), image: b.image, targets: b.targets.into_iter().map(|(t, s)| (t, five(&s))).collect() }
+    }
+}
+
 impl Batch {
     pub fn image_tensor(&self, dev: &Device) -> Tensor<5> {
         Tensor::from_data(TensorData::new(self.image.clone(), self.image_shape), dev)

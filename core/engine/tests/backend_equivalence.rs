@@ -4,11 +4,13 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use nnunet_arch_unet as _;
-use nnunet_core::architecture::NetworkSpec;
 use nnunet_core::{DsWeighting, LossSettings, Network};
 use nnunet_engine::loss::DcAndCe;
 use nnunet_engine::train::{Batch, StepContext, train_step};
+use common::spec;
 use serde_json::json;
+
+mod common;
 
 fn other() -> Device {
     #[cfg(feature = "tch")]
@@ -16,23 +18,6 @@ fn other() -> Device {
     return Device::new(burn::backend::LibTorchDevice::Cpu);
     #[cfg(not(feature = "tch"))]
     Device::flex()
-}
-
-fn spec(class: &str) -> NetworkSpec {
-    let mut kwargs = json!({
-        "n_stages": 3, "features_per_stage": [4, 8, 16], "conv_op": "torch.nn.modules.conv.Conv3d",
-        "kernel_sizes": [[3, 3, 3], [3, 3, 3], [3, 3, 3]], "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
-        "n_conv_per_stage": [2, 2, 2], "n_conv_per_stage_decoder": [2, 2], "conv_bias": true,
-        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-05, "affine": true},
-        "dropout_op": null, "dropout_op_kwargs": null, "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": true}
-    });
-    if class == "ResidualEncoderUNet" {
-        let k = kwargs.as_object_mut().unwrap();
-        k.remove("n_conv_per_stage");
-        k.insert("n_blocks_per_stage".into(), json!([1, 2, 2]));
-        k.insert("n_conv_per_stage_decoder".into(), json!([1, 1]));
-    }
-    NetworkSpec { arch_kwargs: kwargs.as_object().unwrap().clone(), in_channels: 1, out_channels: 3, deep_supervision: true }
 }
 
 /// The network on `dev` with deterministic weights (not from any backend's random generator).

@@ -11,29 +11,16 @@
 
 use burn::tensor::Device;
 use nnunet_arch_unet as _;
-use nnunet_core::architecture::NetworkSpec;
 use nnunet_core::{DsWeighting, LossSettings, Network};
 use nnunet_engine::loss::DcAndCe;
 use nnunet_engine::pth::{self, PthFile, PthTensor};
 use nnunet_engine::train::{Batch, StepContext, train_step};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
 
-fn repo(p: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(p)
-}
+use common::spec;
 
-/// The 3d_tiny configuration of examples/data (a plans fragment) resolved against the embedded dataset's 3d_fullres.
-fn tiny_spec() -> (String, NetworkSpec) {
-    let fragment = std::fs::read_to_string(repo("examples/data/3d_tiny_configuration.json")).unwrap();
-    let conf: serde_json::Map<String, Value> =
-        serde_json::from_str(&format!("{{{}}}", fragment.trim().trim_end_matches(','))).unwrap();
-    let cfg = conf["3d_tiny"].as_object().unwrap().clone();
-    let dataset_json: nnunet_schema::DatasetJson =
-        nnunet_schema::json::read_json(&repo("examples/data/Dataset004_Hippocampus/dataset.json")).unwrap();
-    NetworkSpec::from_configuration(&cfg, &dataset_json, true).unwrap()
-}
+mod common;
 
 fn state_dict(f: &PthFile, key: &str) -> HashMap<String, PthTensor> {
     f.root[key].as_object().unwrap().iter().map(|(k, v)| (k.clone(), f.tensor(v).unwrap().clone())).collect()
@@ -61,24 +48,17 @@ fn batches(f: &PthFile) -> Vec<Batch> {
         .collect()
 }
 
-/// The ResidualEncoderUNet of the same topology (`3d_tiny_resenc` of the fixture script: 1/2/2 residual blocks, one
-/// convolution per decoder stage).
-fn resenc_spec() -> (String, NetworkSpec) {
-    let (_, mut spec) = tiny_spec();
-    spec.arch_kwargs.remove("n_conv_per_stage");
-    spec.arch_kwargs.insert("n_blocks_per_stage".into(), serde_json::json!([1, 2, 2]));
-    spec.arch_kwargs.insert("n_conv_per_stage_decoder".into(), serde_json::json!([1, 1]));
-    ("ResidualEncoderUNet".into(), spec)
-}
-
-/// Six steps of the network `spec` from the initial weights of fixture `file` on the batches of train_steps.pth.
-fn run_on(dev: Device, file: &str, (class, spec): (String, NetworkSpec)) {
-    let f = pth::read(&repo("tests/fixtures/train_steps").join(file)).unwrap();
-    let batches_file = pth::read(&repo("tests/fixtures/train_steps/train_steps.pth")).unwrap();
-    let arch = (nnunet_core::registry::architectures().unwrap().get(&class).unwrap().make)();
+/// Six steps of the `class` network (`common::spec`) from the initial weights of fixture `file` on the batches of
+/// train_steps.pth.
+fn run_on(dev: Device, file: &str, class: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/train_steps");
+    let f = pth::read(&dir.join(file)).unwrap();
+    let batches_file = pth::read(&dir.join("train_steps.pth")).unwrap();
+    let arch = (nnunet_core::registry::architectures().unwrap().get(class).unwrap().make)();
     let dev = dev.autodiff();
-    let mut net: Box<dyn Network> = arch.build(&spec, &dev).unwrap();
-    let loaded = pth::load_state_dict(net.as_mut(), &state_dict(&f, "network_weights")).unwrap();
+    let mut net: Box<dyn Network> = arch.build(&spec(class), &dev).unwrap();
+    let initial = state_dict(&f, "network_weights");
+    let loaded = pth::load_state_dict(net.as_mut(), &initial).unwrap();
     assert!(loaded > 0);
     let settings = LossSettings { batch_dice: false, ..Default::default() }; // the 3d_fullres plans' batch_dice
     let ctx = StepContext::fp32(&DcAndCe, &settings, true, Some(12.0), DsWeighting::NnUNetV2);
@@ -94,7 +74,7 @@ fn run_on(dev: Device, file: &str, (class, spec): (String, NetworkSpec)) {
     // ~5e-5); a parameter nnU-Net leaves untouched must be untouched here too, bit for bit: the weight-0 output's
     // segmentation layer gets no gradient, and PyTorch's SGD skips parameters without one (no weight decay either)
     let ours: HashMap<String, Vec<f32>> = net.named_parameters().into_iter().map(|p| (p.path, p.values)).collect();
-    let (initial, final_weights) = (state_dict(&f, "network_weights"), state_dict(&f, "final_weights"));
+    let final_weights = state_dict(&f, "final_weights");
     let mut worst = (0f32, String::new());
     let mut untouched = 0;
     for k in net.torch_state_dict() {
@@ -115,12 +95,12 @@ fn run_on(dev: Device, file: &str, (class, spec): (String, NetworkSpec)) {
 
 #[test]
 fn plain_unet_six_steps_equal_nnunets_train_step_on_flex() {
-    run_on(Device::flex(), "train_steps.pth", tiny_spec());
+    run_on(Device::flex(), "train_steps.pth", "PlainConvUNet");
 }
 
 #[test]
 fn residual_encoder_unet_six_steps_equal_nnunets_train_step_on_flex() {
-    run_on(Device::flex(), "train_steps_resenc.pth", resenc_spec());
+    run_on(Device::flex(), "train_steps_resenc.pth", "ResidualEncoderUNet");
 }
 
 #[cfg(feature = "tch")]
@@ -132,11 +112,11 @@ fn libtorch() -> Device {
 #[cfg(feature = "tch")]
 #[test]
 fn plain_unet_six_steps_equal_nnunets_train_step_on_libtorch() {
-    run_on(libtorch(), "train_steps.pth", tiny_spec());
+    run_on(libtorch(), "train_steps.pth", "PlainConvUNet");
 }
 
 #[cfg(feature = "tch")]
 #[test]
 fn residual_encoder_unet_six_steps_equal_nnunets_train_step_on_libtorch() {
-    run_on(libtorch(), "train_steps_resenc.pth", resenc_spec());
+    run_on(libtorch(), "train_steps_resenc.pth", "ResidualEncoderUNet");
 }
