@@ -82,9 +82,7 @@ fn training_runs_on_python_preprocessed_data() {
     std::fs::create_dir_all(dirs.raw.join("Dataset004_Hippocampus")).unwrap();
     let plans_path = pre.join("nnUNetPlans.json");
     let mut plans: Value = nnunet_tests::read_json(&plans_path);
-    let tiny = std::fs::read_to_string(nnunet_tests::repo_root().join("examples/data/3d_tiny_configuration.json")).unwrap();
-    let tiny: Value = serde_json::from_str(&format!("{{{}}}", tiny.trim().trim_end_matches(','))).unwrap();
-    plans["configurations"]["3d_tiny"] = tiny["3d_tiny"].clone();
+    plans["configurations"]["3d_tiny"] = nnunet_tests::tiny_configuration();
     std::fs::write(&plans_path, serde_json::to_string_pretty(&plans).unwrap()).unwrap();
     let r = run(&bin.path().join("nnUNetv2_train"), &["4", "3d_tiny", "all", "-tr", "nnUNetTrainerDebug", "-device", "cpu"], &dirs.env());
     assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);

@@ -156,11 +156,17 @@ pub fn tiny_hippocampus(work: &Path) -> NnunetDirs {
     assert_eq!(r.code, 0, "plan-and-preprocess failed: {}\n{}", r.stdout, r.stderr);
     let plans_path = dirs.preprocessed.join("Dataset004_Hippocampus/nnUNetPlans.json");
     let mut plans: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plans_path).expect("plans")).expect("plans JSON");
-    let tiny = std::fs::read_to_string(repo_root().join("examples/data/3d_tiny_configuration.json")).expect("tiny configuration");
-    let tiny: serde_json::Value = serde_json::from_str(&format!("{{{}}}", tiny.trim().trim_end_matches(','))).expect("tiny JSON");
-    plans["configurations"]["3d_tiny"] = tiny["3d_tiny"].clone();
+    plans["configurations"]["3d_tiny"] = tiny_configuration();
     std::fs::write(&plans_path, serde_json::to_string_pretty(&plans).expect("JSON")).expect("write plans");
     dirs
+}
+
+/// The `3d_tiny` plans configuration of `examples/data/3d_tiny_configuration.json` (a fragment meant to be pasted into
+/// a plans file's `configurations`).
+pub fn tiny_configuration() -> serde_json::Value {
+    let tiny = std::fs::read_to_string(repo_root().join("examples/data/3d_tiny_configuration.json")).expect("tiny configuration");
+    let tiny: serde_json::Value = serde_json::from_str(&format!("{{{}}}", tiny.trim().trim_end_matches(','))).expect("tiny JSON");
+    tiny["3d_tiny"].clone()
 }
 
 /// Read a JSON file (nnU-Net's NaN read as null, by the project's own reader).
