@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv_transpose, conv_weight_grad, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -261,6 +261,28 @@ impl ModuleOps<Flex> for Flex {
         }
     }
 
+    // nnunet-rs patch (vendor/README.md): the weight gradient as im2col · gemm instead of burn's default convolution
+    // of the batch-swapped tensors, which runs about three times slower here.
+    fn conv3d_weight_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<3>,
+    ) -> FloatTensor<Flex> {
+        let w = weight.layout().shape();
+        let weight_shape = [w[0], w[1], w[2], w[3], w[4]];
+        let (x, options) = pad_asymmetric_conv_input::<Flex, 3>(x, options);
+        conv_weight_grad::conv3d_weight_grad(
+            x,
+            output_grad,
+            weight_shape,
+            options.stride,
+            options.padding_begin(),
+            options.dilation,
+            options.groups,
+        )
+    }
+
     fn conv_transpose1d(
         x: FloatTensor<Flex>,
         weight: FloatTensor<Flex>,
@@ -304,6 +326,26 @@ impl ModuleOps<Flex> for Flex {
             DType::BF16 => conv_transpose::conv_transpose3d_bf16(x, weight, bias, &options),
             dtype => panic!("conv_transpose3d: unsupported dtype {:?}", dtype),
         }
+    }
+
+    // nnunet-rs patch (vendor/README.md): see conv3d_weight_backward.
+    fn conv_transpose3d_weight_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvTransposeOptions<3>,
+    ) -> FloatTensor<Flex> {
+        let w = weight.layout().shape();
+        let weight_shape = [w[0], w[1], w[2], w[3], w[4]];
+        conv_weight_grad::conv_transpose3d_weight_grad(
+            x,
+            output_grad,
+            weight_shape,
+            options.stride,
+            options.padding,
+            options.dilation,
+            options.groups,
+        )
     }
 
     fn avg_pool2d(
