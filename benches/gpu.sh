@@ -61,8 +61,8 @@ ours() {  # $1 configuration, $2 label, $3 batch, $4 precision (fp32 | bf16)
     # fp32 is compared strict on both sides: torch_ref's fp32 mode turns TF32 off; LibTorch's default (as PyTorch's)
     # lets cuDNN convolutions use TF32, which NVIDIA_TF32_OVERRIDE=0 turns off for our process
     local tf32=(); [ "$4" = fp32 ] && tf32=(env NVIDIA_TF32_OVERRIDE=0)
-    "${tf32[@]}" "$BIN" calibrate-vram -d Dataset004_Hippocampus -c "$1" --plans-file "$P/nnUNetResEncUNetMPlans.json" --device "$DEVICE" \
-        --precision "$4" --steps "$STEPS" --batch-size "$3" -o "$o.json" > "$o.log" 2>&1 || { echo "ours $2 $4 failed:"; tail -3 "$o.log"; }
+    "${tf32[@]}" timeout "${OURS_TIMEOUT:-0}" "$BIN" calibrate-vram -d Dataset004_Hippocampus -c "$1" --plans-file "$P/nnUNetResEncUNetMPlans.json" --device "$DEVICE" \
+        --precision "$4" --steps "$STEPS" --batch-size "$3" -o "$o.json" > "$o.log" 2>&1 || { echo "ours $2 $4 failed or timed out:"; tail -3 "$o.log"; }
 }
 theirs() {  # $1 patch, $2 features, $3 blocks, $4 strides, $5 label, $6 batch
     "$PY" "$REF" --device "$DEVICE" --patch "$1" --batch "$6" --features "$2" --blocks "$3" --strides "$4" \
@@ -76,6 +76,15 @@ for prec in fp32 ${OURS_HALF:-bf16}; do
     ours bench_hippocampus hippocampus "$HBS" "$prec"
     ours bench_resencl resencl 2 "$prec"
 done
+# ADR 0015: the same fp32 steps with the other way of computing convolution gradients (the default is PyTorch's own
+# convolution_backward on cuda, burn's formulas on the CPU); 3 steps, at most ALT_TIMEOUT s each
+ALT=burn; [ "$DEVICE" = cpu ] && ALT=libtorch
+if [ "${CONV_AB:-1}" = 1 ]; then
+    export NNUNET_CONV_BACKWARD=$ALT; S0=$STEPS; STEPS=3; OURS_TIMEOUT=${ALT_TIMEOUT:-100}
+    ours bench_hippocampus "hippocampus_grad$ALT" "$HBS" fp32
+    ours bench_resencl "resencl_grad$ALT" 2 fp32
+    unset NNUNET_CONV_BACKWARD; STEPS=$S0; OURS_TIMEOUT=0
+fi
 # torch_ref takes one stride per stage (isotropic); an anisotropic Hippocampus stride is marked x and left to its default
 if [[ "$HSTR" == *x* ]]; then theirs "$HP" "$HFEAT" "$HBLK" "" hippocampus "$HBS"; else theirs "$HP" "$HFEAT" "$HBLK" "$HSTR" hippocampus "$HBS"; fi
 theirs "${P128}x${P128}x${P128}" "$LFEAT" 1,3,4,6,6,6 1,2,2,2,2,2 resencl 2
@@ -115,5 +124,12 @@ for label in ["hippocampus", "resencl"]:
     print(f"| {label} {shape} | {ms(o)} | {f32.get('median_ms', '–')} | {ratio(o, f32)} | {ms(ob)} | {b16.get('median_ms', '–')} | {ratio(ob, b16)} | "
           f"{mem(o)} / {mem(ob)} | {f32.get('peak_in_use_mib', '–')}, {f32.get('peak_mem_mib', '–')} / {b16.get('peak_in_use_mib', '–')}, {b16.get('peak_mem_mib', '–')} | "
           f"{o[3] if o else '–'} / {f32.get('params', '–')} |")
+alt = [f[len("ours_"):-len(".json")] for f in sorted(os.listdir(out)) if "_grad" in f and f.endswith(".json")]
+if alt:
+    print("\nConvolution gradients (ADR 0015), fp32 step ms: the default way vs the other (NNUNET_CONV_BACKWARD)")
+    print("\n| configuration | default | other way | which |\n|---|---|---|---|")
+    for a in alt:
+        label, other = a.split("_grad")
+        print(f"| {label} | {ms(ours(label))} | {ms(ours(a))} | {other} |")
 print(f"\nraw outputs: {out}")
 PY

@@ -9,6 +9,7 @@
 #   2. benches/gpu.sh: train-step time + peak memory vs torch_ref.py (fp32, bf16) for Hippocampus ResEnc M and 128³ ResEnc-L-like
 #   3. a real training run: Hippocampus 220 cases, nnUNetPlannerResEncM, 3d_fullres, fold 0, TRAINER (default
 #      nnUNetTrainer_5epochs) on cuda: epoch times, validation Dice (skipped when under 240 s remain: SKIP_TRAIN=1)
+# PART=step or PART=train runs only 2 or only 3 (two device calls when one call's 600 s do not hold both).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu_out}"; mkdir -p "$OUT"
@@ -26,10 +27,14 @@ if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv -lms 1000 > "$OUT/nvidia_smi.csv" 2>&1 &
     SMI=$!; trap 'kill $SMI 2>/dev/null' EXIT
 fi
-echo "== 2. step benchmark ($(left) s left)"
-PYTHON="$PY" NNUNET_BIN="$W/nnunet" TORCH_REF=.gpu/torch_ref.py DEVICE="$DEVICE" STEPS="${STEPS:-8}" OUT="$OUT/step" timeout $(( $(left) - 200 )) benches/gpu.sh \
-    || echo "gpu.sh ended with $?"
-if [ "${SKIP_TRAIN:-0}" = 1 ] || [ "$(left)" -lt 240 ]; then echo "training run skipped ($(left) s left)"; exit 0; fi
+PART="${PART:-all}"
+if [ "$PART" != train ]; then
+    echo "== 2. step benchmark ($(left) s left)"
+    RESERVE=200; [ "$PART" = step ] && RESERVE=20
+    PYTHON="$PY" NNUNET_BIN="$W/nnunet" TORCH_REF=.gpu/torch_ref.py DEVICE="$DEVICE" STEPS="${STEPS:-8}" OUT="$OUT/step" timeout $(( $(left) - RESERVE )) benches/gpu.sh \
+        || echo "gpu.sh ended with $?"
+fi
+if [ "$PART" = step ] || [ "${SKIP_TRAIN:-0}" = 1 ] || [ "$(left)" -lt 240 ]; then echo "training run skipped ($(left) s left)"; exit 0; fi
 echo "== 3. training run ($(left) s left)"
 D="$W/data"; mkdir -p "$D/raw" "$D/pre" "$D/res"
 export nnUNet_raw="$D/raw" nnUNet_preprocessed="$D/pre" nnUNet_results="$D/res" nnUNet_n_proc_DA=12

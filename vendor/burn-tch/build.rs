@@ -92,9 +92,17 @@ impl SystemInfo {
             }
         } else {
             let libtorch = Self::prepare_libtorch_dir(os)?;
+            // nnunet-rs patch: DEP_TCH_LIBTORCH_LIB is LibTorch's lib/ folder; the headers are beside it
+            let include_base = match libtorch.file_name() {
+                Some(n) if n == "lib" => libtorch
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| libtorch.clone()),
+                _ => libtorch.clone(),
+            };
             let includes = env_var_rerun("LIBTORCH_INCLUDE")
                 .map(PathBuf::from)
-                .unwrap_or_else(|_| libtorch.clone());
+                .unwrap_or(include_base);
             let lib = env_var_rerun("LIBTORCH_LIB")
                 .map(PathBuf::from)
                 .unwrap_or_else(|_| libtorch.clone());
@@ -145,6 +153,9 @@ impl SystemInfo {
             "src/cuda_hack/fake_cuda_dependency.cpp"
         };
         println!("cargo:rerun-if-changed={cuda_dependency}");
+        // nnunet-rs patch: LibTorch's convolution backward (src/conv_backward, vendor/README.md)
+        let conv_backward = "src/conv_backward/convolution_backward.cpp";
+        println!("cargo:rerun-if-changed={conv_backward}");
 
         match self.os {
             Os::Linux | Os::Macos => {
@@ -156,7 +167,7 @@ impl SystemInfo {
                     .flag(format!("-Wl,-rpath={}", self.libtorch_lib_dir.display()))
                     .flag("-std=c++17")
                     .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={}", self.cxx11_abi))
-                    .files(&[cuda_dependency])
+                    .files(&[cuda_dependency, conv_backward])
                     .compile("burn-tch");
             }
             Os::Windows => {
@@ -166,7 +177,7 @@ impl SystemInfo {
                     .warnings(false)
                     .includes(&self.libtorch_include_dirs)
                     .flag("/std:c++17")
-                    .files(&[cuda_dependency])
+                    .files(&[cuda_dependency, conv_backward])
                     .compile("burn-tch");
             }
         };
@@ -175,6 +186,9 @@ impl SystemInfo {
     fn make_cpu() {
         let cuda_dependency = "src/cuda_hack/fake_cuda_dependency.cpp";
         println!("cargo:rerun-if-changed={cuda_dependency}");
+        // nnunet-rs patch: without LibTorch's headers the convolution backward reports that it is missing
+        let conv_backward = "src/conv_backward/missing_libtorch.cpp";
+        println!("cargo:rerun-if-changed={conv_backward}");
 
         let os = env::var("CARGO_CFG_TARGET_OS").expect("Unable to get TARGET_OS");
 
@@ -185,7 +199,7 @@ impl SystemInfo {
                     .pic(true)
                     .warnings(false)
                     .flag("/std:c++17")
-                    .files(&[cuda_dependency])
+                    .files(&[cuda_dependency, conv_backward])
                     .compile("burn-tch");
             }
             _ => {
@@ -194,7 +208,7 @@ impl SystemInfo {
                     .pic(true)
                     .warnings(false)
                     .flag("-std=c++17")
-                    .files(&[cuda_dependency])
+                    .files(&[cuda_dependency, conv_backward])
                     .compile("tch");
             }
         };
@@ -226,7 +240,10 @@ fn main() {
         SystemInfo::make_cpu();
     }
     let check_file = PathBuf::from(out_dir).join("tch_gpu_check.rs");
-    if gpu_found {
+    // nnunet-rs patch (vendor/README.md): a LibTorch folder without libtorch_cuda.so (one that links only the CPU
+    // part, so the binary starts on machines without CUDA) still allows CUDA devices: the program loads
+    // libtorch_cuda.so at run time and checks the device count itself. Upstream made every CUDA device panic here.
+    if gpu_found || found_dir {
         fs::write(check_file, "#[allow(clippy::no_effect)]\n()").unwrap();
     } else {
         let message = if !found_dir {

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 /// The devices of `-device NAME` for `n` data-parallel replicas, with a label for logs and debug.json.
 pub fn devices(name: &str, n: usize) -> anyhow::Result<(Vec<Device>, String)> {
+    #[cfg(feature = "tch")]
+    libtorch::convolution_backward_from_env()?;
     match name {
         "cpu" => {
             let (d, label) = cpu()?;
@@ -139,6 +141,21 @@ mod libtorch {
     use std::path::PathBuf;
     use std::sync::OnceLock;
 
+    /// `NNUNET_CONV_BACKWARD=auto|libtorch|burn`: how LibTorch computes convolution gradients (ADR 0015). `auto`
+    /// (default): PyTorch's own `convolution_backward` on CUDA, burn's formulas on the CPU, where oneDNN runs them
+    /// faster; the others force one way on every device (for measurements).
+    pub fn convolution_backward_from_env() -> anyhow::Result<()> {
+        use nnunet_core::ConvolutionBackward as C;
+        let mode = match std::env::var("NNUNET_CONV_BACKWARD").ok().filter(|s| !s.is_empty()).as_deref() {
+            None | Some("auto") => C::Auto,
+            Some("libtorch") => C::LibTorch,
+            Some("burn") => C::BurnDefault,
+            Some(other) => return Err(crate::user(format!("NNUNET_CONV_BACKWARD={other}: expected auto, libtorch or burn"))),
+        };
+        nnunet_core::set_convolution_backward(mode);
+        Ok(())
+    }
+
     pub fn cpu() -> (Device, String) {
         (Device::new(burn::backend::LibTorchDevice::Cpu), "cpu (burn tch, LibTorch)".to_string())
     }
@@ -186,5 +203,17 @@ mod libtorch {
                 Ok(n as usize)
             })
             .clone()
+    }
+}
+
+#[cfg(all(test, feature = "tch"))]
+mod tests {
+    /// Our LibTorch link folder has no libtorch_cuda.so (the CUDA part is loaded at run time). burn-tch 0.22.1 then
+    /// compiled a panic into every CUDA device; the vendored copy does not (vendor/README.md).
+    #[test]
+    #[allow(deprecated)]
+    fn a_cuda_device_converts_although_the_build_linked_only_the_cpu_part() {
+        let d: tch::Device = burn::backend::LibTorchDevice::Cuda(0).into();
+        assert_eq!(d, tch::Device::Cuda(0));
     }
 }

@@ -46,6 +46,13 @@ pub fn initialisation_device(fallback: &burn::tensor::Device) -> burn::tensor::D
     fallback.clone()
 }
 
+/// How the LibTorch backend computes convolution gradients (the patched burn-tch, ADR 0015): `Auto` (PyTorch's own
+/// `convolution_backward` on CUDA, burn's formulas on the CPU), or one way everywhere.
+// burn marks burn-tch deprecated (ADR 0012 says why we use it anyway)
+#[cfg(feature = "tch")]
+#[allow(deprecated)]
+pub use burn_tch::{ConvolutionBackward, convolution_backward_mode, set_convolution_backward};
+
 /// Backends compiled into this build, e.g. `["flex"]`.
 pub fn compiled_backends() -> Vec<&'static str> {
     let mut v = Vec::new();

@@ -103,20 +103,29 @@ fn residual_encoder_unet_six_steps_equal_nnunets_train_step_on_flex() {
     run_on(Device::flex(), "train_steps_resenc.pth", "ResidualEncoderUNet");
 }
 
+/// On LibTorch, once with each way of computing convolution gradients (ADR 0015: burn's formulas, the CPU default,
+/// and PyTorch's `convolution_backward`, the CUDA default). The choice is process-wide: the two tests take turns.
 #[cfg(feature = "tch")]
 #[allow(deprecated)]
-fn libtorch() -> Device {
-    Device::new(burn::backend::LibTorchDevice::Cpu)
+fn on_libtorch(file: &str, class: &str) {
+    use nnunet_core::{ConvolutionBackward, set_convolution_backward};
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for mode in [ConvolutionBackward::BurnDefault, ConvolutionBackward::LibTorch] {
+        set_convolution_backward(mode);
+        run_on(Device::new(burn::backend::LibTorchDevice::Cpu), file, class);
+    }
+    set_convolution_backward(ConvolutionBackward::Auto);
 }
 
 #[cfg(feature = "tch")]
 #[test]
 fn plain_unet_six_steps_equal_nnunets_train_step_on_libtorch() {
-    run_on(libtorch(), "train_steps.pth", "PlainConvUNet");
+    on_libtorch("train_steps.pth", "PlainConvUNet");
 }
 
 #[cfg(feature = "tch")]
 #[test]
 fn residual_encoder_unet_six_steps_equal_nnunets_train_step_on_libtorch() {
-    run_on(libtorch(), "train_steps_resenc.pth", "ResidualEncoderUNet");
+    on_libtorch("train_steps_resenc.pth", "ResidualEncoderUNet");
 }

@@ -22,3 +22,7 @@ mod tensor;
 pub use backend::*;
 pub use element::*;
 pub use tensor::*;
+// nnunet-rs patch (vendor/README.md)
+pub use ops::conv_backward::{
+    ConvolutionBackward, convolution_backward_mode, set_convolution_backward,
+};

@@ -1,3 +1,7 @@
+use super::conv_backward::{
+    Gradient, burn_default_conv_input_grad, burn_default_conv_transpose_weight_grad,
+    burn_default_conv_weight_grad, convolution_backward, use_libtorch_backward,
+};
 use crate::{IntoKind, LibTorch, TchTensor};
 use burn_backend::{
     IntDType, TensorMetadata,
@@ -120,6 +124,83 @@ impl ModuleOps<Self> for LibTorch {
         TchTensor::new(tensor)
     }
 
+    // nnunet-rs patch (vendor/README.md): LibTorch's own convolution backward instead of burn's defaults.
+    fn conv3d_x_backward(
+        x: TchTensor,
+        weight: TchTensor,
+        output_grad: TchTensor,
+        options: ConvOptions<3>,
+    ) -> TchTensor {
+        let begin = options.padding_begin();
+        let shape = x.tensor.size();
+        let (x, options) = pad_asymmetric_conv_input::<Self, 3>(x, options);
+        let grad = if !use_libtorch_backward(&x.tensor) {
+            burn_default_conv_input_grad(
+                &x.tensor.size(),
+                &weight.tensor,
+                &output_grad.tensor,
+                options.stride,
+                options.padding_begin(),
+                options.dilation,
+                options.groups,
+            )
+        } else {
+            convolution_backward(
+                &output_grad.tensor,
+                &x.tensor,
+                &weight.tensor,
+                options.stride,
+                options.padding_begin(),
+                options.dilation,
+                [0; 3],
+                false,
+                options.groups,
+                Gradient::Input,
+            )
+        };
+        // with asymmetric padding the gradient is the padded input's: cut the original input back out
+        let grad = if grad.size() == shape {
+            grad
+        } else {
+            (0..3).fold(grad, |g, i| {
+                g.narrow(i as i64 + 2, begin[i] as i64, shape[i + 2])
+            })
+        };
+        TchTensor::new(grad)
+    }
+
+    // nnunet-rs patch (vendor/README.md)
+    fn conv3d_weight_backward(
+        x: TchTensor,
+        weight: TchTensor,
+        output_grad: TchTensor,
+        options: ConvOptions<3>,
+    ) -> TchTensor {
+        let (x, options) = pad_asymmetric_conv_input::<Self, 3>(x, options);
+        if options.groups == 1 && !use_libtorch_backward(&x.tensor) {
+            return TchTensor::new(burn_default_conv_weight_grad(
+                &x.tensor,
+                &output_grad.tensor,
+                &weight.tensor.size(),
+                options.stride,
+                options.padding_begin(),
+                options.dilation,
+            ));
+        }
+        TchTensor::new(convolution_backward(
+            &output_grad.tensor,
+            &x.tensor,
+            &weight.tensor,
+            options.stride,
+            options.padding_begin(),
+            options.dilation,
+            [0; 3],
+            false,
+            options.groups,
+            Gradient::Weight,
+        ))
+    }
+
     fn deform_conv2d(
         _x: TchTensor,
         _offset: TchTensor,
@@ -201,6 +282,37 @@ impl ModuleOps<Self> for LibTorch {
         );
 
         TchTensor::new(tensor)
+    }
+
+    // nnunet-rs patch (vendor/README.md)
+    fn conv_transpose3d_weight_backward(
+        x: TchTensor,
+        weight: TchTensor,
+        output_grad: TchTensor,
+        options: ConvTransposeOptions<3>,
+    ) -> TchTensor {
+        if options.groups == 1 && !use_libtorch_backward(&x.tensor) {
+            return TchTensor::new(burn_default_conv_transpose_weight_grad(
+                &x.tensor,
+                &output_grad.tensor,
+                &weight.tensor.size(),
+                options.stride,
+                options.padding,
+                options.dilation,
+            ));
+        }
+        TchTensor::new(convolution_backward(
+            &output_grad.tensor,
+            &x.tensor,
+            &weight.tensor,
+            options.stride,
+            options.padding,
+            options.dilation,
+            options.padding_out,
+            true,
+            options.groups,
+            Gradient::Weight,
+        ))
     }
 
     fn avg_pool1d(
