@@ -1,7 +1,8 @@
 //! Time a 3x3x3 convolution's forward, its input gradient, and its weight gradient both as burn's default formula
 //! (a convolution of the batch-swapped tensors) and as the backend's autodiff computes it (vendor/README.md).
 //! `cargo run --release -p nnunet-engine --example conv_grad_timing -- [channels] [DxHxW] [batch]`
-//! With `--features tch`, `TIMING_TCH=1` times LibTorch's CPU backend instead.
+//! With `--features tch`, `TIMING_TCH=1` times LibTorch's CPU backend instead, and `TIMING_CONV_BACKWARD=libtorch|burn`
+//! chooses how LibTorch's autodiff computes the gradients (ADR 0015; default: burn's formulas on the CPU).
 
 use burn::tensor::module::{conv_transpose3d, conv3d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
@@ -29,6 +30,13 @@ fn main() {
     };
     #[cfg(not(feature = "tch"))]
     let dev = Device::default();
+    #[cfg(feature = "tch")]
+    #[allow(deprecated)]
+    match std::env::var("TIMING_CONV_BACKWARD").as_deref() {
+        Ok("libtorch") => nnunet_core::set_convolution_backward(nnunet_core::ConvolutionBackward::LibTorch),
+        Ok("burn") => nnunet_core::set_convolution_backward(nnunet_core::ConvolutionBackward::BurnDefault),
+        _ => {}
+    }
     let x = Tensor::<5>::random(
         [n, c, p[0], p[1], p[2]],
         Distribution::Normal(0.0, 1.0),

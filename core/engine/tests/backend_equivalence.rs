@@ -217,6 +217,22 @@ fn prediction_under_autocast_tracks_fp32() {
     let bf16 = Autocast::new(false, Precision::Bf16).unwrap();
     let mut half = Vec::new();
     bf16.autocast(&mut || half = predict_logits(n.as_ref(), image, [1, 16, 16, 16], &sw, &dev));
-    let d = max_rel_diff(&fp32, &half);
+    // Compared in the tile's centre: nnU-Net's float16 sums (ADR 0014) quantise the Gaussian-weighted logits near the
+    // tile's corners, where the weights are ~1e-5 or underflow, into float16's subnormal range, so there a 1 % change of
+    // a logit can move the normalised value by tens of percent (in nnU-Net's predictor too); the centre stays in
+    // float16's normal range.
+    let centre = |v: &[f32]| -> Vec<f32> {
+        let mut c = Vec::new();
+        for h in 0..3 {
+            for i in 4..12 {
+                for j in 4..12 {
+                    c.extend_from_slice(&v[((h * 16 + i) * 16 + j) * 16 + 4..][..8]);
+                }
+            }
+        }
+        c
+    };
+    let d = max_rel_diff(&centre(&fp32), &centre(&half));
     assert!(d > 0.0 && d < 0.05, "bf16 prediction differs from fp32 by {d} (relative to its largest logit)");
 }
+
