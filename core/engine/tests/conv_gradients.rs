@@ -298,15 +298,8 @@ fn conv_transpose3d_weight_gradients_match_the_written_out_sums() {
     for (backend, dev, set) in devices() {
         set();
         // (x shape, c_out per group, kernel, stride, padding, padding_out, groups)
-        let cases: &[(
-            [usize; 5],
-            usize,
-            [usize; 3],
-            [usize; 3],
-            [usize; 3],
-            [usize; 3],
-            usize,
-        )] = &[
+        type TransposedCase = ([usize; 5], usize, [usize; 3], [usize; 3], [usize; 3], [usize; 3], usize);
+        let cases: &[TransposedCase] = &[
             (
                 [2, 6, 3, 4, 5],
                 3,
