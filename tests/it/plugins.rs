@@ -14,8 +14,8 @@ fn profile_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..").to_path_buf()
 }
 
-/// Build the host binary and the TinyNet cdylib (cargo does nothing when they are fresh), once per test process.
-/// Returns the plugin library.
+/// Build the TinyNet cdylib (cargo does nothing when it is fresh), once per test process; the host binary is built by
+/// `nnunet_bin()` before any test uses it. Returns the plugin library.
 fn tinynet_lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
@@ -23,16 +23,15 @@ fn tinynet_lib() -> &'static Path {
         let target = dir.parent().expect("target dir").to_path_buf();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let profile = if dir.file_name().is_some_and(|n| n == "release") { vec!["--release"] } else { vec![] };
-        for (pkg, what) in [("nnunet-cli", "--bin=nnunet"), ("nnunet-example-tinynet", "--lib")] {
-            let st = std::process::Command::new(&cargo)
-                .args(["build", "--quiet", "-p", pkg, what, "--target-dir"])
-                .arg(&target)
-                .args(&profile)
-                .current_dir(nnunet_tests::repo_root())
-                .status()
-                .unwrap_or_else(|e| panic!("cannot run cargo to build {pkg}: {e}"));
-            assert!(st.success(), "cargo build -p {pkg} {what} failed");
-        }
+        nnunet_bin();
+        let st = std::process::Command::new(&cargo)
+            .args(["build", "--quiet", "-p", "nnunet-example-tinynet", "--lib", "--target-dir"])
+            .arg(&target)
+            .args(&profile)
+            .current_dir(nnunet_tests::repo_root())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo to build nnunet-example-tinynet: {e}"));
+        assert!(st.success(), "cargo build -p nnunet-example-tinynet --lib failed");
         let lib = dir.join(format!("{}tinynet{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
         assert!(lib.is_file(), "{} not built", lib.display());
         lib

@@ -26,14 +26,33 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
-/// The `nnunet` binary built by `cargo test --workspace` (it sits next to the `deps/` folder of the
-/// running test executable).
+/// The `nnunet` binary of this checkout, next to the `deps/` folder of the running test executable. Built once per
+/// test process, before the first test uses it, with `cargo build -p nnunet-cli --bin=nnunet` (nothing to do when it
+/// is fresh; `$CARGO` is set when cargo runs the tests): the plugin tests need the host built by `cargo build`, as their
+/// plugin library is, and when that rebuild ran inside one test, cargo replaced the binary under the tests running
+/// beside it (28 of them failed with "not found" on a cold target folder).
 pub fn nnunet_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
-    let bin = dir.join(format!("nnunet{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} not found: run the tests with `cargo test --workspace`, which builds the nnunet binary", bin.display());
-    bin
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current exe");
+        let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..").to_path_buf();
+        // (a test executable reused from another checkout names a root that may not exist here: then use what is built)
+        if let Some(cargo) = std::env::var_os("CARGO").filter(|_| repo_root().join("Cargo.toml").is_file()) {
+            let release = dir.file_name().is_some_and(|n| n == "release");
+            let st = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "nnunet-cli", "--bin=nnunet", "--target-dir"])
+                .arg(dir.parent().expect("target dir"))
+                .args(if release { &["--release"][..] } else { &[][..] })
+                .current_dir(repo_root())
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run cargo to build nnunet: {e}"));
+            assert!(st.success(), "cargo build -p nnunet-cli --bin=nnunet failed");
+        }
+        let bin = dir.join(format!("nnunet{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.exists(), "{} not found: run the tests with `cargo test --workspace`, which builds the nnunet binary", bin.display());
+        bin
+    })
+    .clone()
 }
 
 /// Copy a folder tree (test fixtures into a temp work folder).
