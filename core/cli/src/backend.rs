@@ -142,8 +142,8 @@ mod libtorch {
     use std::sync::OnceLock;
 
     /// `NNUNET_CONV_BACKWARD=auto|libtorch|burn`: how LibTorch computes convolution gradients (ADR 0015). `auto`
-    /// (default): PyTorch's own `convolution_backward` on CUDA, burn's formulas on the CPU, where oneDNN runs them
-    /// faster; the others force one way on every device (for measurements).
+    /// (default): PyTorch's own `convolution_backward` on CUDA, burn's formulas on the CPU (where both cost the same);
+    /// the others force one way on every device (for measurements).
     pub fn convolution_backward_from_env() -> anyhow::Result<()> {
         use nnunet_core::ConvolutionBackward as C;
         let mode = match std::env::var("NNUNET_CONV_BACKWARD").ok().filter(|s| !s.is_empty()).as_deref() {

@@ -1,4 +1,4 @@
-//! Weight gradient of 3D (and, through it, 1D/2D) convolutions and transposed convolutions.
+//! Weight gradient of 3D convolutions and transposed convolutions (1D/2D keep burn's default).
 //!
 //! (nnunet-rs patch, see vendor/README.md.) burn's default `conv3d_weight_backward` computes the gradient as a
 //! convolution of the batch-swapped input with the batch-swapped output gradient used as the kernel: a kernel the
@@ -11,7 +11,7 @@
 //! with `cols` the im2col of the input over a tile of output positions, built row by row straight from the NCDHW
 //! input (each row is contiguous over the tile), and one accumulating gemm per tile. The work equals one forward
 //! pass. The transposed convolution's weight gradient is the same sum with the roles of input and output gradient
-//! exchanged (`conv_transpose3d_weight_grad`).
+//! exchanged (`weight_grad`).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -24,7 +24,7 @@ use crate::{FlexTensor, Layout};
 /// Elements of one im2col tile (rows × tile length); about 8 MB of f32.
 const TILE_ELEMS: usize = 1 << 21;
 
-/// Geometry of one weight-gradient sum (3D; 1D/2D come in with size-1 axes).
+/// Geometry of one weight-gradient sum.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WeightGradGeometry {
     /// Kernel extent per axis.
@@ -66,7 +66,6 @@ fn weight_grad_sum<T: GemmScalar + Send + Sync>(
     }
     let tile = (TILE_ELEMS / rows).clamp(64, 4096).min(spatial);
     let mut cols = vec![T::zero(); rows * tile];
-    let mut accumulated = vec![false; g];
     for n in 0..n_batch {
         for grp in 0..g {
             let x_base = (n * c_sampled + grp * cs_per) * in_spatial;
@@ -93,7 +92,7 @@ fn weight_grad_sum<T: GemmScalar + Send + Sync>(
                         dst.as_mut_ptr(),
                         1,
                         rows as isize,
-                        accumulated[grp],
+                        n > 0 || s0 > 0, // accumulate onto what earlier tiles and batch items wrote
                         grid[g_base + s0..].as_ptr(),
                         1,
                         spatial as isize,
@@ -108,7 +107,6 @@ fn weight_grad_sum<T: GemmScalar + Send + Sync>(
                         parallelism(cg_per * rows * len),
                     );
                 }
-                accumulated[grp] = true;
                 s0 += len;
             }
         }
@@ -253,10 +251,12 @@ fn dispatch(
     }
 }
 
-/// Weight gradient of `conv3d(x, weight)` (symmetric padding): `[C_out, C_in / groups, kd, kh, kw]`.
-pub(crate) fn conv3d_weight_grad(
-    x: FlexTensor,
-    output_grad: FlexTensor,
+/// The weight gradient `[C_grid, C_sampled / groups, kd, kh, kw]` (`weight_shape`) of a convolution (`grid` = output
+/// gradient, `sampled` = input; symmetric padding) or of a transposed convolution (`grid` = input, `sampled` = output
+/// gradient): the same sum, see [`weight_grad_sum`].
+pub(crate) fn weight_grad(
+    grid: FlexTensor,
+    sampled: FlexTensor,
     weight_shape: [usize; 5],
     stride: [usize; 3],
     padding: [usize; 3],
@@ -270,25 +270,5 @@ pub(crate) fn conv3d_weight_grad(
         dilation,
         groups,
     };
-    dispatch(output_grad, x, geo, weight_shape)
-}
-
-/// Weight gradient of `conv_transpose3d(x, weight)`: `[C_in, C_out / groups, kd, kh, kw]`.
-pub(crate) fn conv_transpose3d_weight_grad(
-    x: FlexTensor,
-    output_grad: FlexTensor,
-    weight_shape: [usize; 5],
-    stride: [usize; 3],
-    padding: [usize; 3],
-    dilation: [usize; 3],
-    groups: usize,
-) -> FlexTensor {
-    let geo = WeightGradGeometry {
-        kernel: [weight_shape[2], weight_shape[3], weight_shape[4]],
-        stride,
-        padding,
-        dilation,
-        groups,
-    };
-    dispatch(x, output_grad, geo, weight_shape)
+    dispatch(grid, sampled, geo, weight_shape)
 }

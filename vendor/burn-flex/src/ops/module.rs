@@ -272,9 +272,9 @@ impl ModuleOps<Flex> for Flex {
         let w = weight.layout().shape();
         let weight_shape = [w[0], w[1], w[2], w[3], w[4]];
         let (x, options) = pad_asymmetric_conv_input::<Flex, 3>(x, options);
-        conv_weight_grad::conv3d_weight_grad(
-            x,
+        conv_weight_grad::weight_grad(
             output_grad,
+            x,
             weight_shape,
             options.stride,
             options.padding_begin(),
@@ -337,7 +337,7 @@ impl ModuleOps<Flex> for Flex {
     ) -> FloatTensor<Flex> {
         let w = weight.layout().shape();
         let weight_shape = [w[0], w[1], w[2], w[3], w[4]];
-        conv_weight_grad::conv_transpose3d_weight_grad(
+        conv_weight_grad::weight_grad(
             x,
             output_grad,
             weight_shape,

@@ -1,9 +1,9 @@
 //! nnunet-rs patch (vendor/README.md): convolution gradients from LibTorch's own `at::convolution_backward`
 //! (`src/conv_backward/convolution_backward.cpp`; tch does not expose it), what PyTorch's autograd calls. burn's
 //! defaults compute a weight gradient as a forward convolution of the batch-swapped tensors, whose kernel is the
-//! whole feature map: on cuDNN a forward convolution of that shape parallelises over a tiny output. On the CPU,
-//! oneDNN's forward kernels run that shape faster than its backward-weight kernels (measured, ADR 0015), so the
-//! default mode keeps burn's formula there (`burn_default_*`, the same arithmetic as burn-backend's defaults).
+//! whole feature map: on cuDNN a forward convolution of that shape parallelises over a tiny output. On the CPU the
+//! two ways cost the same (measured, ADR 0015), so the default mode keeps burn's formulas there, where every earlier
+//! CPU measurement was made (`burn_default_*`, the same arithmetic as burn-backend's defaults).
 
 use core::ffi::{c_char, c_void};
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -11,7 +11,8 @@ use core::sync::atomic::{AtomicU8, Ordering};
 /// Which convolution gradients the LibTorch backend computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvolutionBackward {
-    /// `at::convolution_backward` on CUDA (and any non-CPU device), burn's default formulas on the CPU.
+    /// `at::convolution_backward` on CUDA (and any non-CPU device), burn's default formulas on the CPU (grouped
+    /// convolutions' weight gradients always use `at::convolution_backward`).
     Auto = 0,
     /// `at::convolution_backward` on every device.
     LibTorch = 1,
@@ -55,41 +56,20 @@ fn narrow_to(g: tch::Tensor, shape: &[i64]) -> tch::Tensor {
     })
 }
 
-/// burn's default weight gradient of a convolution (groups = 1): `conv(x.swap(0, 1), grad.swap(0, 1))` with stride
-/// and dilation exchanged.
-pub(crate) fn burn_default_conv_weight_grad(
-    x: &tch::Tensor,
-    output_grad: &tch::Tensor,
+/// burn's default weight gradient (groups = 1): `conv(sampled.swap(0, 1), grid.swap(0, 1))` with stride and
+/// dilation exchanged, where for a convolution `grid` is the output gradient and `sampled` the input, and for a
+/// transposed convolution `grid` is the input and `sampled` the output gradient.
+pub(crate) fn burn_default_weight_grad(
+    grid: &tch::Tensor,
+    sampled: &tch::Tensor,
     weight_shape: &[i64],
     stride: [usize; 3],
     padding: [usize; 3],
     dilation: [usize; 3],
 ) -> tch::Tensor {
     let g = tch::Tensor::conv3d(
-        &x.transpose(0, 1),
-        &output_grad.transpose(0, 1),
-        None::<tch::Tensor>,
-        dilation.map(|v| v as i64),
-        padding.map(|v| v as i64),
-        stride.map(|v| v as i64),
-        1,
-    )
-    .transpose(0, 1);
-    narrow_to(g, weight_shape)
-}
-
-/// burn's default weight gradient of a transposed convolution (groups = 1).
-pub(crate) fn burn_default_conv_transpose_weight_grad(
-    x: &tch::Tensor,
-    output_grad: &tch::Tensor,
-    weight_shape: &[i64],
-    stride: [usize; 3],
-    padding: [usize; 3],
-    dilation: [usize; 3],
-) -> tch::Tensor {
-    let g = tch::Tensor::conv3d(
-        &output_grad.transpose(0, 1),
-        &x.transpose(0, 1),
+        &sampled.transpose(0, 1),
+        &grid.transpose(0, 1),
         None::<tch::Tensor>,
         dilation.map(|v| v as i64),
         padding.map(|v| v as i64),

@@ -1,6 +1,6 @@
 use super::conv_backward::{
-    Gradient, burn_default_conv_input_grad, burn_default_conv_transpose_weight_grad,
-    burn_default_conv_weight_grad, convolution_backward, use_libtorch_backward,
+    Gradient, burn_default_conv_input_grad, burn_default_weight_grad, convolution_backward,
+    use_libtorch_backward,
 };
 use crate::{IntoKind, LibTorch, TchTensor};
 use burn_backend::{
@@ -178,9 +178,9 @@ impl ModuleOps<Self> for LibTorch {
     ) -> TchTensor {
         let (x, options) = pad_asymmetric_conv_input::<Self, 3>(x, options);
         if options.groups == 1 && !use_libtorch_backward(&x.tensor) {
-            return TchTensor::new(burn_default_conv_weight_grad(
-                &x.tensor,
+            return TchTensor::new(burn_default_weight_grad(
                 &output_grad.tensor,
+                &x.tensor,
                 &weight.tensor.size(),
                 options.stride,
                 options.padding_begin(),
@@ -292,7 +292,7 @@ impl ModuleOps<Self> for LibTorch {
         options: ConvTransposeOptions<3>,
     ) -> TchTensor {
         if options.groups == 1 && !use_libtorch_backward(&x.tensor) {
-            return TchTensor::new(burn_default_conv_transpose_weight_grad(
+            return TchTensor::new(burn_default_weight_grad(
                 &x.tensor,
                 &output_grad.tensor,
                 &weight.tensor.size(),
