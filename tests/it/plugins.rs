@@ -3,16 +3,10 @@
 //! plugin's own engine), and refuses libraries that are not plugins. Tier 1 (linking TinyNet into a binary) and the
 //! conformance suite for TinyNet are tested in examples/plugin-tinynet/tests.
 
-use nnunet_tests::{fixtures, nnunet_bin, read_json, run, tempfile_like::TempDir, tiny_hippocampus};
+use nnunet_tests::{fixtures, nnunet_bin, profile_dir, read_json, run, tempfile_like::TempDir, tiny_hippocampus};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-
-/// `target/<profile>` of this test executable (`target/<profile>/deps/it-…`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..").to_path_buf()
-}
 
 /// Build the TinyNet cdylib (cargo does nothing when it is fresh), once per test process; the host binary is built by
 /// `nnunet_bin()` before any test uses it. Returns the plugin library.
@@ -20,18 +14,9 @@ fn tinynet_lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
         let dir = profile_dir();
-        let target = dir.parent().expect("target dir").to_path_buf();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let profile = if dir.file_name().is_some_and(|n| n == "release") { vec!["--release"] } else { vec![] };
         nnunet_bin();
-        let st = std::process::Command::new(&cargo)
-            .args(["build", "--quiet", "-p", "nnunet-example-tinynet", "--lib", "--target-dir"])
-            .arg(&target)
-            .args(&profile)
-            .current_dir(nnunet_tests::repo_root())
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run cargo to build nnunet-example-tinynet: {e}"));
-        assert!(st.success(), "cargo build -p nnunet-example-tinynet --lib failed");
+        nnunet_tests::cargo_build(&cargo, "nnunet-example-tinynet", "--lib");
         let lib = dir.join(format!("{}tinynet{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
         assert!(lib.is_file(), "{} not built", lib.display());
         lib

@@ -26,6 +26,27 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
+/// `target/<profile>` of the running test executable (`target/<profile>/deps/it-…`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..").to_path_buf()
+}
+
+/// `cargo build --quiet -p PKG TARGET` with `cargo`, into the running tests' target folder and profile, from the
+/// repository root.
+pub fn cargo_build(cargo: &std::ffi::OsStr, pkg: &str, target: &str) {
+    let dir = profile_dir();
+    let release = dir.file_name().is_some_and(|n| n == "release");
+    let st = Command::new(cargo)
+        .args(["build", "--quiet", "-p", pkg, target, "--target-dir"])
+        .arg(dir.parent().expect("target dir"))
+        .args(if release { &["--release"][..] } else { &[][..] })
+        .current_dir(repo_root())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {pkg}: {e}"));
+    assert!(st.success(), "cargo build -p {pkg} {target} failed");
+}
+
 /// The `nnunet` binary of this checkout, next to the `deps/` folder of the running test executable. Built once per
 /// test process, before the first test uses it, with `cargo build -p nnunet-cli --bin=nnunet` (nothing to do when it
 /// is fresh; `$CARGO` is set when cargo runs the tests): the plugin tests need the host built by `cargo build`, as their
@@ -34,21 +55,11 @@ pub fn repo_root() -> PathBuf {
 pub fn nnunet_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current exe");
-        let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..").to_path_buf();
         // (a test executable reused from another checkout names a root that may not exist here: then use what is built)
         if let Some(cargo) = std::env::var_os("CARGO").filter(|_| repo_root().join("Cargo.toml").is_file()) {
-            let release = dir.file_name().is_some_and(|n| n == "release");
-            let st = Command::new(cargo)
-                .args(["build", "--quiet", "-p", "nnunet-cli", "--bin=nnunet", "--target-dir"])
-                .arg(dir.parent().expect("target dir"))
-                .args(if release { &["--release"][..] } else { &[][..] })
-                .current_dir(repo_root())
-                .status()
-                .unwrap_or_else(|e| panic!("cannot run cargo to build nnunet: {e}"));
-            assert!(st.success(), "cargo build -p nnunet-cli --bin=nnunet failed");
+            cargo_build(&cargo, "nnunet-cli", "--bin=nnunet");
         }
-        let bin = dir.join(format!("nnunet{}", std::env::consts::EXE_SUFFIX));
+        let bin = profile_dir().join(format!("nnunet{}", std::env::consts::EXE_SUFFIX));
         assert!(bin.exists(), "{} not found: run the tests with `cargo test --workspace`, which builds the nnunet binary", bin.display());
         bin
     })
