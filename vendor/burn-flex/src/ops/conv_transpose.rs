@@ -30,6 +30,11 @@ macro_rules! conv_transpose3d_typed {
             bias: Option<FlexTensor>,
             options: &ConvTransposeOptions<3>,
         ) -> FlexTensor {
+            // nnunet-rs patch (vendor/README.md): a stride-1 transposed convolution (the input gradient of every
+            // stride-1 convolution) runs as the forward convolution with the flipped kernel, without col2im.
+            if super::conv_im2col::transpose_runs_as_forward(weight.layout().shape(), options) {
+                return super::conv_im2col::conv_transpose3d_as_forward::<$T>(x, weight, bias, options, $dtype);
+            }
             const COLUMNS_BYTES: usize = 8 * 1024 * 1024;
             let columns_bytes = weight.layout().shape()[1..]
                 .iter()

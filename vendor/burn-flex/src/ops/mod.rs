@@ -98,7 +98,7 @@ pub mod comparison;
 mod conv_common;
 pub mod conv;
 pub mod conv_transpose;
-mod conv_weight_grad;
+mod conv_im2col;
 pub mod cumulative;
 pub mod deform_conv;
 pub mod expand;

@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, conv_weight_grad, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv_transpose, conv_im2col, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -272,7 +272,7 @@ impl ModuleOps<Flex> for Flex {
         let w = weight.layout().shape();
         let weight_shape = [w[0], w[1], w[2], w[3], w[4]];
         let (x, options) = pad_asymmetric_conv_input::<Flex, 3>(x, options);
-        conv_weight_grad::weight_grad(
+        conv_im2col::weight_grad(
             output_grad,
             x,
             weight_shape,
@@ -337,7 +337,7 @@ impl ModuleOps<Flex> for Flex {
     ) -> FloatTensor<Flex> {
         let w = weight.layout().shape();
         let weight_shape = [w[0], w[1], w[2], w[3], w[4]];
-        conv_weight_grad::weight_grad(
+        conv_im2col::weight_grad(
             x,
             output_grad,
             weight_shape,
