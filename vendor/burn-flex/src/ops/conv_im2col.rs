@@ -8,7 +8,8 @@
 //! - forward: `out[n, co, tile] = W[co, (ci, k)] · cols[n, (ci, k), tile]`, the gemm writing straight into the
 //!   output. Upstream's tiled path first converts the input to NHWC on one thread, zero-fills a new im2col buffer of
 //!   512 positions × (ci, k) per tile (1.7 MB for 32 channels and a 3³ kernel, more than the L2 cache), and scatters
-//!   each tile's result from a second buffer; that was about 70 % of its time for the U-Nets' 3³ convolutions.
+//!   each tile's result from a second buffer: for a 32-channel 3³ convolution at 40×56×40, batch 2, on 2 cores it took
+//!   187 ms where this path takes 114–136 ms (ADR 0016).
 //! - weight gradient: `dW[g][co, (ci, k)] = Σ_n Σ_tile grad[n, co, tile] · cols[n, (ci, k), tile]ᵀ`, one
 //!   accumulating gemm per tile. burn's default computes it as a convolution of the batch-swapped input with the
 //!   batch-swapped output gradient used as the kernel: a kernel the size of the feature map, with the batch size
