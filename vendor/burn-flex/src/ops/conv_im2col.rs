@@ -264,8 +264,9 @@ pub(crate) fn conv3d_forward<T: GemmScalar + burn_backend::ElementAdd + Send + S
 }
 
 /// Whether [`conv_transpose3d_as_forward`] computes this transposed convolution: stride 1, no output padding, and a
-/// padding no larger than the dilated kernel's reach (`p ≤ d·(k − 1)`, which every input gradient of a stride-1
-/// convolution with `p ≤ d·(k − 1)` satisfies).
+/// padding no larger than the dilated kernel's reach (`p ≤ d·(k − 1)`). The input gradient of a stride-1 convolution
+/// is a transposed convolution with the convolution's own padding, so every "same"-padded one (`p = d·(k − 1) / 2`,
+/// as in the U-Nets) qualifies.
 pub(crate) fn transpose_runs_as_forward(
     w_shape: &[usize],
     options: &burn_backend::ops::ConvTransposeOptions<3>,
